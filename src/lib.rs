@@ -1,0 +1,12 @@
+//! xlmr: a quantized CPU runtime for XLM-RoBERTa-XL encoders.
+//!
+//! - [`gguf`]: reading and writing GGUF files.
+//! - [`quant`]: block types and reference quantizers (bit-compatible with ggml).
+//! - [`convert`]: Hugging Face checkpoint (config, .bin, safetensors, tokenizer) to GGUF.
+
+pub mod convert;
+pub mod error;
+pub mod gguf;
+pub mod quant;
+
+pub use error::{Error, Result};
