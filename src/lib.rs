@@ -7,6 +7,11 @@
 pub mod convert;
 pub mod error;
 pub mod gguf;
+pub mod kernels;
 pub mod quant;
 
 pub use error::{Error, Result};
+pub mod model;
+pub mod tokenizer;
+
+pub use model::{Model, Pooling, Prediction};

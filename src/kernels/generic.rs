@@ -1,0 +1,248 @@
+//! Element-wise and row kernels written once in plain Rust, shaped (fixed-width lane
+//! arrays, no early exits) so that the compiler vectorizes them. Each SIMD module calls
+//! them from a `#[target_feature]` function, which instantiates them for that ISA.
+//! Results equal the scalar reference up to the order of f32 summation.
+
+use super::scalar::{exp_f32, gelu_erf_one};
+use crate::quant::QK_K;
+
+const LANES: usize = 16;
+
+#[inline(always)]
+fn sum_lanes(acc: [f32; LANES]) -> f32 {
+    // Pairwise, so the result does not depend on the vector width.
+    let mut a = acc;
+    let mut n = LANES;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            a[i] += a[i + n];
+        }
+    }
+    a[0]
+}
+
+// w: [n], x: [n]
+#[inline(always)]
+pub fn vec_dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    let n = w.len().min(x.len());
+    let mut acc = [0.0f32; LANES];
+    let (wc, xc) = (w[..n].chunks_exact(LANES), x[..n].chunks_exact(LANES));
+    let (wr, xr) = (wc.remainder(), xc.remainder());
+    for (a, b) in wc.zip(xc) {
+        for l in 0..LANES {
+            acc[l] = a[l].mul_add(b[l], acc[l]);
+        }
+    }
+    let mut tail = 0.0f32;
+    for (a, b) in wr.iter().zip(xr) {
+        tail = a.mul_add(*b, tail);
+    }
+    sum_lanes(acc) + tail
+}
+
+/// y += a * x
+#[inline(always)]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = a.mul_add(v, *o);
+    }
+}
+
+#[inline(always)]
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let c = x.chunks_exact(LANES);
+    let tail: f32 = c.remainder().iter().sum();
+    for ch in c {
+        for l in 0..LANES {
+            acc[l] += ch[l];
+        }
+    }
+    sum_lanes(acc) + tail
+}
+
+#[inline(always)]
+fn abs_max(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let c = x.chunks_exact(LANES);
+    let tail = c.remainder().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for ch in c {
+        for l in 0..LANES {
+            acc[l] = acc[l].max(ch[l].abs());
+        }
+    }
+    acc.iter().fold(tail, |m, &v| m.max(v))
+}
+
+// x, out: [t, c]; w, b: [c]
+#[inline(always)]
+pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32], c: usize) {
+    for (xr, or) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+        // Offsets from the first value, as in the scalar reference.
+        let pivot = xr[0];
+        let mut acc = [0.0f32; LANES];
+        let ch = xr.chunks_exact(LANES);
+        let tail: f32 = ch.remainder().iter().map(|v| v - pivot).sum();
+        for chunk in ch {
+            for l in 0..LANES {
+                acc[l] += chunk[l] - pivot;
+            }
+        }
+        let mean = pivot + (sum_lanes(acc) + tail) / c as f32;
+        let mut acc = [0.0f32; LANES];
+        let ch = xr.chunks_exact(LANES);
+        let tail: f32 = ch.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
+        for chunk in ch {
+            for l in 0..LANES {
+                let d = chunk[l] - mean;
+                acc[l] = d.mul_add(d, acc[l]);
+            }
+        }
+        let var = (sum_lanes(acc) + tail) / c as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for i in 0..c {
+            or[i] = ((xr[i] - mean) * inv).mul_add(w[i], b[i]);
+        }
+    }
+}
+
+#[inline(always)]
+pub fn gelu_erf(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = gelu_erf_one(*v);
+    }
+}
+
+#[inline(always)]
+pub fn softmax_inplace(x: &mut [f32]) {
+    let mut mx = [f32::NEG_INFINITY; LANES];
+    let c = x.chunks_exact(LANES);
+    let tail = c.remainder().iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for ch in c {
+        for l in 0..LANES {
+            mx[l] = mx[l].max(ch[l]);
+        }
+    }
+    let max = mx.iter().fold(tail, |m, &v| m.max(v));
+    for v in x.iter_mut() {
+        *v = exp_f32(*v - max);
+    }
+    let inv = 1.0 / sum(x);
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// Same results as `scalar::quantize_row_q8_0`, bit for bit.
+// x: [cols] -> qs: [cols], d: [cols / 32], sums: [cols / 32]
+#[inline(always)]
+pub fn quantize_row_q8_0(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+    for (b, (xb, qb)) in x.chunks_exact(32).zip(qs.chunks_exact_mut(32)).enumerate() {
+        let amax = abs_max(xb);
+        let inv = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut q32 = [0i32; 32];
+        for i in 0..32 {
+            q32[i] = (xb[i] * inv).round_ties_even() as i32;
+        }
+        for i in 0..32 {
+            qb[i] = q32[i] as i8;
+        }
+        d[b] = amax / 127.0;
+        sums[b] = q32.iter().sum();
+    }
+}
+
+/// Same results as `scalar::quantize_row_q8_k`, bit for bit.
+// x: [cols] -> qs: [cols], d: [cols / 256], sums: [cols / 32]
+#[inline(always)]
+pub fn quantize_row_q8_k(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+    for (b, (xb, qb)) in x.chunks_exact(QK_K).zip(qs.chunks_exact_mut(QK_K)).enumerate() {
+        // The value of largest magnitude (the first one, on ties) sets the sign.
+        let amax = abs_max(xb);
+        let max = xb.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
+        if amax == 0.0 {
+            qb.fill(0);
+            d[b] = 0.0;
+            sums[8 * b..8 * b + 8].fill(0);
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (j, s) in sums[8 * b..8 * b + 8].iter_mut().enumerate() {
+            let mut q32 = [0i32; 32];
+            for i in 0..32 {
+                q32[i] = ((iscale * xb[32 * j + i]).round_ties_even() as i32).min(127);
+            }
+            for i in 0..32 {
+                qb[32 * j + i] = q32[i] as i8;
+            }
+            *s = q32.iter().sum();
+        }
+        d[b] = 1.0 / iscale;
+    }
+}
+
+/// Defines, on an ISA token type, safe methods for the small kernels above, each a
+/// `#[target_feature]` instantiation of the generic code. The token proves the CPU
+/// has the features, which is what makes calling them sound.
+macro_rules! small_kernels_for {
+    ($token:ty, $features:literal) => {
+        impl $token {
+            pub fn vec_dot_f32(self, w: &[f32], x: &[f32]) -> f32 {
+                #[target_feature(enable = $features)]
+                unsafe fn imp(w: &[f32], x: &[f32]) -> f32 {
+                    super::generic::vec_dot_f32(w, x)
+                }
+                // Safety: the token exists only if the CPU has these features.
+                unsafe { imp(w, x) }
+            }
+            pub fn axpy(self, a: f32, x: &[f32], y: &mut [f32]) {
+                #[target_feature(enable = $features)]
+                unsafe fn imp(a: f32, x: &[f32], y: &mut [f32]) {
+                    super::generic::axpy(a, x, y)
+                }
+                // Safety: as above.
+                unsafe { imp(a, x, y) }
+            }
+            pub fn layer_norm(self, x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32], c: usize) {
+                #[target_feature(enable = $features)]
+                unsafe fn imp(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32], c: usize) {
+                    super::generic::layer_norm(x, w, b, eps, out, c)
+                }
+                // Safety: as above.
+                unsafe { imp(x, w, b, eps, out, c) }
+            }
+            pub fn gelu_erf(self, x: &mut [f32]) {
+                #[target_feature(enable = $features)]
+                unsafe fn imp(x: &mut [f32]) {
+                    super::generic::gelu_erf(x)
+                }
+                // Safety: as above.
+                unsafe { imp(x) }
+            }
+            pub fn softmax_inplace(self, x: &mut [f32]) {
+                #[target_feature(enable = $features)]
+                unsafe fn imp(x: &mut [f32]) {
+                    super::generic::softmax_inplace(x)
+                }
+                // Safety: as above.
+                unsafe { imp(x) }
+            }
+            pub fn quantize_row_q8_0(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+                #[target_feature(enable = $features)]
+                unsafe fn imp(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+                    super::generic::quantize_row_q8_0(x, qs, d, sums)
+                }
+                // Safety: as above.
+                unsafe { imp(x, qs, d, sums) }
+            }
+            pub fn quantize_row_q8_k(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+                #[target_feature(enable = $features)]
+                unsafe fn imp(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+                    super::generic::quantize_row_q8_k(x, qs, d, sums)
+                }
+                // Safety: as above.
+                unsafe { imp(x, qs, d, sums) }
+            }
+        }
+    };
+}
+pub(crate) use small_kernels_for;

@@ -1,0 +1,165 @@
+//! The matmul executor: quantize the activations once, then rayon-parallel over tiles
+//! of `TILE_ROWS` weight rows; each tile is computed for all tokens by the kernel of
+//! the current ISA level, so a weight row is loaded (and, for the AVX-512 kernels,
+//! repacked) once per tile and reused for every token.
+
+use super::{isa, quantize_acts, scalar, ActFormat, Isa, QMatrix, QuantActs};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Weight rows per parallel work item.
+pub const TILE_ROWS: usize = 16;
+
+/// Reusable buffers for [`matmul_with_scratch`]: the quantized activations.
+#[derive(Debug, Default)]
+pub struct MatmulScratch {
+    acts: QuantActs,
+}
+
+impl MatmulScratch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Per-thread buffers for one tile: its outputs `[t, TILE_ROWS]` and the kernel's
+/// repacked weights. They grow to the largest shape seen and are then reused.
+#[derive(Default)]
+pub(crate) struct TileScratch {
+    pub out: Vec<f32>,
+    pub repack: Vec<u8>,
+}
+
+thread_local! {
+    static TILE_SCRATCH: RefCell<TileScratch> = RefCell::new(TileScratch::default());
+}
+
+/// y[t, o] = bias[o] + sum_i x[t, i] * W[o, i].   w: [rows, cols], x: [t, cols], y: [t, rows]
+pub fn matmul(w: &QMatrix, x: &[f32], bias: Option<&[f32]>, y: &mut [f32], t: usize) {
+    matmul_with_scratch(w, x, bias, y, t, false, &mut MatmulScratch::new());
+}
+
+/// y[t, o] += bias[o] + sum_i x[t, i] * W[o, i] (residual adds).   w: [rows, cols], x: [t, cols], y: [t, rows]
+pub fn matmul_acc(w: &QMatrix, x: &[f32], bias: Option<&[f32]>, y: &mut [f32], t: usize) {
+    matmul_with_scratch(w, x, bias, y, t, true, &mut MatmulScratch::new());
+}
+
+/// [`matmul`] (or [`matmul_acc`] when `accumulate`) with caller-owned scratch, so a
+/// forward pass allocates its activation buffers once.
+// w: [rows, cols], x: [t, cols], bias: [rows], y: [t, rows]
+pub fn matmul_with_scratch(
+    w: &QMatrix,
+    x: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    t: usize,
+    accumulate: bool,
+    scratch: &mut MatmulScratch,
+) {
+    matmul_at_level(isa(), w, x, bias, y, t, accumulate, scratch)
+}
+
+/// As [`matmul_with_scratch`] at an explicit ISA level (for tests and benches);
+/// a level the CPU lacks runs the scalar kernels.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_at_level(
+    level: Isa,
+    w: &QMatrix,
+    x: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    t: usize,
+    accumulate: bool,
+    scratch: &mut MatmulScratch,
+) {
+    let (rows, cols) = (w.rows, w.cols);
+    assert_eq!(x.len(), t * cols, "matmul: x has {} values, expected t={t} x cols={cols}", x.len());
+    assert_eq!(y.len(), t * rows, "matmul: y has {} values, expected t={t} x rows={rows}", y.len());
+    if let Some(b) = bias {
+        assert_eq!(b.len(), rows, "matmul: bias has {} values, expected {rows}", b.len());
+    }
+    if t == 0 || rows == 0 {
+        return;
+    }
+    let level = if level.is_supported() { level } else { Isa::Scalar };
+    if let Some(format) = ActFormat::for_weights(w.ty) {
+        quantize_acts(level, format, x, t, cols, &mut scratch.acts);
+    }
+    let acts = &scratch.acts;
+    let y_out = SharedOut(y.as_mut_ptr());
+    let tiles = rows.div_ceil(TILE_ROWS);
+    (0..tiles).into_par_iter().for_each(|tile| {
+        let r0 = tile * TILE_ROWS;
+        let nr = TILE_ROWS.min(rows - r0);
+        TILE_SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let ts = &mut *guard;
+            ts.out.clear();
+            ts.out.resize(t * TILE_ROWS, f32::NAN);
+            compute_tile(level, w, r0, nr, acts, x, t, ts);
+            for tok in 0..t {
+                for r in 0..nr {
+                    let v = ts.out[tok * TILE_ROWS + r] + bias.map_or(0.0, |b| b[r0 + r]);
+                    let idx = tok * rows + r0 + r;
+                    // Safety: idx < t * rows == y.len(), and tiles cover disjoint
+                    // column ranges r0..r0+nr, so no two threads touch the same element;
+                    // `y` stays mutably borrowed for the whole parallel loop.
+                    unsafe {
+                        let p = y_out.get().add(idx);
+                        *p = if accumulate { *p + v } else { v };
+                    }
+                }
+            }
+        });
+    });
+}
+
+/// A raw output pointer that rayon tasks may share because they write disjoint elements.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// Safety: only used for disjoint writes, see the loop above.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+impl SharedOut {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// ts.out[tok * TILE_ROWS + r] = dot(W row r0 + r, token tok), r < nr, tok < t.
+#[allow(clippy::too_many_arguments)]
+fn compute_tile(level: Isa, w: &QMatrix, r0: usize, nr: usize, acts: &QuantActs, x: &[f32], t: usize, ts: &mut TileScratch) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if level >= Isa::Avx512 {
+            if let Some(tok) = super::x86_avx512::Avx512::new() {
+                if tok.tile(level == Isa::Avx512Vnni, w, r0, nr, acts, x, t, ts) {
+                    return;
+                }
+            }
+        }
+        if level >= Isa::Avx2 {
+            if let Some(tok) = super::x86_avx2::Avx2::new() {
+                if tok.tile(w, r0, nr, acts, x, t, ts) {
+                    return;
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if level == Isa::Neon {
+            if let Some(tok) = super::aarch64_neon::Neon::new() {
+                if tok.tile(w, r0, nr, acts, x, t, ts) {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = level;
+    for tok in 0..t {
+        for r in 0..nr {
+            ts.out[tok * TILE_ROWS + r] = scalar::dot_row(w, r0 + r, acts, tok, x);
+        }
+    }
+}

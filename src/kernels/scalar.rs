@@ -1,0 +1,228 @@
+//! Scalar reference kernels: the specification every SIMD kernel is tested against.
+//! Plain loops, exact integer arithmetic inside each block, f32 between blocks.
+
+use super::QuantActs;
+use crate::quant::{get_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ8_0, QK_K};
+use half::f16;
+
+/// Activation rows for Q8_0 / Q4_0 weights: one f32 scale per 32 values.
+// x: [cols] -> qs: [cols], d: [cols / 32], sums: [cols / 32]
+pub fn quantize_row_q8_0(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+    for (b, (xb, qb)) in x.chunks_exact(32).zip(qs.chunks_exact_mut(32)).enumerate() {
+        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale = amax / 127.0;
+        let inv = if scale != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in qb.iter_mut().zip(xb) {
+            // Ties to even, as the SIMD rounding instructions do.
+            let r = (v * inv).round_ties_even() as i32;
+            *q = r as i8;
+            sum += r;
+        }
+        d[b] = scale;
+        sums[b] = sum;
+    }
+}
+
+/// Activation rows for Q4_K weights (ggml's Q8_K): one f32 scale per 256 values, the
+/// value of largest magnitude maps to -127; `sums` holds the sum of each 32 values.
+// x: [cols] -> qs: [cols], d: [cols / 256], sums: [cols / 32]
+pub fn quantize_row_q8_k(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+    for (b, (xb, qb)) in x.chunks_exact(QK_K).zip(qs.chunks_exact_mut(QK_K)).enumerate() {
+        let mut max = 0.0f32;
+        let mut amax = 0.0f32;
+        for &v in xb {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            qb.fill(0);
+            d[b] = 0.0;
+            sums[8 * b..8 * b + 8].fill(0);
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in qb.iter_mut().zip(xb) {
+            *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+        }
+        for (j, s) in sums[8 * b..8 * b + 8].iter_mut().enumerate() {
+            *s = qb[32 * j..32 * j + 32].iter().map(|&q| q as i32).sum();
+        }
+        d[b] = 1.0 / iscale;
+    }
+}
+
+/// Integer dot product of two equal-length i8 slices.
+#[inline]
+fn idot(a: &[i8], b: &[i8]) -> i32 {
+    a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
+}
+
+// w: [cols / 32] blocks, x: [cols] quantized (per-32 scales)
+pub fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], xq: &[i8], xd: &[f32]) -> f32 {
+    let mut acc = 0.0f32;
+    for (b, wb) in w.iter().enumerate() {
+        let dot = idot(&wb.qs, &xq[32 * b..32 * b + 32]);
+        acc += wb.d.to_f32() * xd[b] * dot as f32;
+    }
+    acc
+}
+
+// w: [cols / 32] blocks, x: [cols] quantized (per-32 scales and sums)
+pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], xq: &[i8], xd: &[f32], xsum: &[i32]) -> f32 {
+    let mut acc = 0.0f32;
+    for (b, wb) in w.iter().enumerate() {
+        let x = &xq[32 * b..32 * b + 32];
+        let mut dot = 0i32;
+        for j in 0..16 {
+            dot += (wb.qs[j] & 0x0F) as i32 * x[j] as i32 + (wb.qs[j] >> 4) as i32 * x[j + 16] as i32;
+        }
+        // Nibbles are stored offset by 8: sum (q - 8) x = sum q x - 8 sum x.
+        dot -= 8 * xsum[b];
+        acc += wb.d.to_f32() * xd[b] * dot as f32;
+    }
+    acc
+}
+
+// w: [cols / 256] blocks, x: [cols] quantized (per-256 scales, per-32 sums)
+pub fn vec_dot_q4_k_q8_k(w: &[BlockQ4K], xq: &[i8], xd: &[f32], xsum: &[i32]) -> f32 {
+    let mut acc = 0.0f32;
+    for (b, wb) in w.iter().enumerate() {
+        let x = &xq[QK_K * b..QK_K * b + QK_K];
+        let (mut scaled, mut mins) = (0i32, 0i32);
+        for j in 0..8 {
+            let (sc, m) = get_scale_min_k4(j, &wb.scales);
+            let q = &wb.qs[32 * (j / 2)..32 * (j / 2) + 32];
+            let shift = 4 * (j % 2);
+            let xs = &x[32 * j..32 * j + 32];
+            let dot: i32 = q.iter().zip(xs).map(|(&q, &v)| ((q >> shift) & 0x0F) as i32 * v as i32).sum();
+            scaled += sc as i32 * dot;
+            mins += m as i32 * xsum[8 * b + j];
+        }
+        acc += xd[b] * (wb.d.to_f32() * scaled as f32 - wb.dmin.to_f32() * mins as f32);
+    }
+    acc
+}
+
+// w: [cols], x: [cols]
+pub fn vec_dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    w.iter().zip(x).map(|(a, b)| a * b).sum()
+}
+
+// w: [cols], x: [cols]
+pub fn vec_dot_f16_f32(w: &[f16], x: &[f32]) -> f32 {
+    w.iter().zip(x).map(|(a, b)| a.to_f32() * b).sum()
+}
+
+/// y += a * x
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o += a * v;
+    }
+}
+
+/// Dot product of weight row `row` with quantized activation row `tok`.
+pub(crate) fn dot_row(w: &super::QMatrix, row: usize, acts: &QuantActs, tok: usize, x: &[f32]) -> f32 {
+    use crate::quant::GgmlType::*;
+    let cols = w.cols;
+    match w.ty {
+        F32 => vec_dot_f32(w.row_f32(row), &x[tok * cols..(tok + 1) * cols]),
+        F16 => vec_dot_f16_f32(w.row_f16(row), &x[tok * cols..(tok + 1) * cols]),
+        Q8_0 => vec_dot_q8_0_q8_0(w.row_blocks(row), acts.qs(tok), acts.d(tok)),
+        Q4_0 => vec_dot_q4_0_q8_0(w.row_blocks(row), acts.qs(tok), acts.d(tok), acts.sums(tok)),
+        Q4K => vec_dot_q4_k_q8_k(w.row_blocks(row), acts.qs(tok), acts.d(tok), acts.sums(tok)),
+    }
+}
+
+/// exp for f32 with ~1 ulp error: 2^n * e^r, |r| <= ln2/2, Taylor to r^7.
+/// Written with plain arithmetic so that the compiler vectorizes it inside each ISA's
+/// `#[target_feature]` wrapper.
+#[inline(always)]
+pub fn exp_f32(a: f32) -> f32 {
+    // Beyond this range the result would leave the normal f32 range.
+    let a = a.clamp(-87.3, 88.0);
+    let n = (a * std::f32::consts::LOG2_E).round_ties_even();
+    // Cody-Waite: ln2 split so that n * LN2_HI is exact.
+    let r = n.mul_add(-0.693_145_75, a);
+    let r = n.mul_add(-1.428_606_8e-6, r);
+    let mut p = 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// erfc(|x| / sqrt 2) with ~2e-7 relative error: the Numerical Recipes Chebyshev fit
+/// erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2). z^2 = x^2 / 2 is taken from x
+/// itself and split exactly (hi + lo), since rounding z or z^2 in f32 would cost
+/// ~1e-5 relative error in the far tail.
+#[inline(always)]
+pub fn erfc_of_scaled(x: f32) -> f32 {
+    let ax = x.abs();
+    let z = ax * std::f32::consts::FRAC_1_SQRT_2;
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let mut p = 0.170_872_77_f32;
+    p = p * t - 0.822_152_23;
+    p = p * t + 1.488_515_87;
+    p = p * t - 1.135_203_98;
+    p = p * t + 0.278_868_07;
+    p = p * t - 0.186_288_06;
+    p = p * t + 0.096_784_18;
+    p = p * t + 0.374_091_96;
+    p = p * t + 1.000_023_68;
+    p = p * t - 1.265_512_23;
+    let sq = ax * ax;
+    let hi = 0.5 * sq;
+    let lo = 0.5 * ax.mul_add(ax, -sq);
+    t * exp_f32(-hi) * exp_f32(p - lo)
+}
+
+/// Exact GELU of one value: 0.5 x (1 + erf(x / sqrt 2)), written through erfc so that
+/// both tails keep their relative accuracy.
+#[inline(always)]
+pub fn gelu_erf_one(x: f32) -> f32 {
+    let c = erfc_of_scaled(x);
+    // x >= 0: 0.5 x (2 - erfc); x < 0: 0.5 x erfc.
+    let factor = if x >= 0.0 { 2.0 - c } else { c };
+    0.5 * x * factor
+}
+
+/// Exact GELU, in place.
+pub fn gelu_erf(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = gelu_erf_one(*v);
+    }
+}
+
+/// Numerically stable softmax of one row.
+pub fn softmax_inplace(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = exp_f32(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+// x, out: [t, c]; w, b: [c]
+pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32], c: usize) {
+    for (xr, or) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+        // Summing offsets from the first value keeps the mean exact-ish for rows with
+        // a large common offset.
+        let pivot = xr[0];
+        let mean = pivot + xr.iter().map(|v| v - pivot).sum::<f32>() / c as f32;
+        let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / c as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for i in 0..c {
+            or[i] = (xr[i] - mean) * inv * w[i] + b[i];
+        }
+    }
+}
