@@ -731,7 +731,7 @@ mod tests {
 
     #[test]
     fn long1_sign_extends() {
-        // {'x': tensor} is needed for a result; check the integer via a storage numel instead.
+        // Run the bare machine: LONG1 of bytes ff fe is -257.
         let mut m = Machine {
             path: Path::new("t"),
             data: b"\x8a\x02\xff\xfe.",
