@@ -246,3 +246,23 @@ macro_rules! small_kernels_for {
     };
 }
 pub(crate) use small_kernels_for;
+
+/// F32 / F16 weights: each row (converted once, for F16) dotted with every token.
+// w: [rows, cols] (rows r0..r0+nr), x: [t, cols], out: [t, TILE_ROWS]
+#[inline(always)]
+pub fn float_tile(w: &super::QMatrix, r0: usize, nr: usize, x: &[f32], t: usize, row_buf: &mut Vec<f32>, out: &mut [f32]) {
+    let cols = w.cols;
+    for r in 0..nr {
+        let row: &[f32] = match w.ty {
+            crate::quant::GgmlType::F32 => w.row_f32(r0 + r),
+            _ => {
+                row_buf.clear();
+                row_buf.extend(w.row_f16(r0 + r).iter().map(|h| h.to_f32()));
+                row_buf
+            }
+        };
+        for tok in 0..t {
+            out[tok * super::TILE_ROWS + r] = vec_dot_f32(row, &x[tok * cols..(tok + 1) * cols]);
+        }
+    }
+}

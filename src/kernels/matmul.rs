@@ -28,6 +28,7 @@ impl MatmulScratch {
 pub(crate) struct TileScratch {
     pub out: Vec<f32>,
     pub repack: Vec<u8>,
+    pub row_f32: Vec<f32>,
 }
 
 thread_local! {
@@ -131,14 +132,14 @@ impl SharedOut {
 fn compute_tile(level: Isa, w: &QMatrix, r0: usize, nr: usize, acts: &QuantActs, x: &[f32], t: usize, ts: &mut TileScratch) {
     #[cfg(target_arch = "x86_64")]
     {
-        if level >= Isa::Avx512 {
+        if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) {
             if let Some(tok) = super::x86_avx512::Avx512::new() {
                 if tok.tile(level == Isa::Avx512Vnni, w, r0, nr, acts, x, t, ts) {
                     return;
                 }
             }
         }
-        if level >= Isa::Avx2 {
+        if matches!(level, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni) {
             if let Some(tok) = super::x86_avx2::Avx2::new() {
                 if tok.tile(w, r0, nr, acts, x, t, ts) {
                     return;

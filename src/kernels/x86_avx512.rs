@@ -1,8 +1,21 @@
 //! AVX-512 kernels (x86-64), with `vpdpbusd` where AVX-512 VNNI is present.
+//!
+//! Quantized matmul tiles repack 16 weight rows so that one 512-bit vector holds 4
+//! consecutive weights of each of the 16 rows, as unsigned bytes. One `vpdpbusd`
+//! against 4 broadcast activation bytes then advances 16 output rows at once, the int32
+//! sums of a 32-weight block stay in one vector, and the per-block scaling (convert,
+//! scale, FMA) is paid once per 16 rows instead of once per row. The repacked tile
+//! (576 bytes per 32 columns) is built once and reused for every token.
+//!
+//! Signed Q8_0 weights are stored offset by +128 and Q4_0 nibbles by +8 (their raw
+//! value); the offset times the block's activation sum is subtracted by starting the
+//! accumulator at `-offset * sum(x)`.
 
 use super::generic::small_kernels_for;
-use super::matmul::TileScratch;
+use super::matmul::{TileScratch, TILE_ROWS};
 use super::{QMatrix, QuantActs};
+use crate::quant::{get_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ8_0, GgmlType, QK_K};
+use std::arch::x86_64::*;
 
 /// Proof that the CPU has AVX-512 F/BW/VL/DQ (and AVX2, FMA, F16C).
 #[derive(Clone, Copy, Debug)]
@@ -25,19 +38,258 @@ impl Avx512 {
     /// Computes a tile of the matmul; `false` if there is no AVX-512 kernel for it.
     // w: [rows, cols] (rows r0..r0+nr), acts/x: [t, cols], ts.out: [t, TILE_ROWS]
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn tile(
-        self,
-        _vnni: bool,
-        _w: &QMatrix,
-        _r0: usize,
-        _nr: usize,
-        _acts: &QuantActs,
-        _x: &[f32],
-        _t: usize,
-        _ts: &mut TileScratch,
-    ) -> bool {
-        false
+    pub(crate) fn tile(self, vnni: bool, w: &QMatrix, r0: usize, nr: usize, acts: &QuantActs, x: &[f32], t: usize, ts: &mut TileScratch) -> bool {
+        let vnni = vnni && self.has_vnni();
+        match w.ty {
+            GgmlType::F32 | GgmlType::F16 => {
+                // Safety: the token proves AVX-512 F/BW/VL/DQ, AVX2, FMA and F16C.
+                unsafe { float_tile(w, r0, nr, x, t, &mut ts.row_f32, &mut ts.out) };
+                true
+            }
+            // Without VNNI, maddubs would saturate on Q8_0's offset bytes (up to 255):
+            // leave Q8_0 to the AVX2 kernel.
+            GgmlType::Q8_0 if !vnni => false,
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4K => {
+                // Safety: as above; VNNI instructions run only when `vnni` was checked.
+                unsafe {
+                    repack_tile(w, r0, nr, &mut ts.repack);
+                    if vnni {
+                        quant_tile_vnni(w.ty, &ts.repack, acts, t, &mut ts.out);
+                    } else {
+                        quant_tile_emulated(w.ty, &ts.repack, acts, t, &mut ts.out);
+                    }
+                }
+                true
+            }
+        }
     }
 }
 
 small_kernels_for!(Avx512, "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c");
+
+const _: () = assert!(TILE_ROWS == 16, "the AVX-512 tiles hold one row per i32 lane");
+
+/// Bytes of one repacked group of 32 columns: 8 weight vectors and a scale vector, plus
+/// a min vector for Q4_K.
+fn group_bytes(ty: GgmlType) -> usize {
+    if ty == GgmlType::Q4K {
+        10 * 64
+    } else {
+        9 * 64
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+unsafe fn float_tile(w: &QMatrix, r0: usize, nr: usize, x: &[f32], t: usize, row_buf: &mut Vec<f32>, out: &mut [f32]) {
+    super::generic::float_tile(w, r0, nr, x, t, row_buf, out)
+}
+
+/// Transposes 16 rows x 4 dwords (`src[r]` points at 16 bytes of row r) into 4 vectors,
+/// vector m holding dword m of rows 0..15 in order.
+#[inline(always)]
+unsafe fn transpose_16x4(src: [*const u8; 16]) -> [__m512i; 4] {
+    // z[g] lane l = 16 bytes of row 4l + g, so that the in-lane 4x4 transpose below
+    // leaves rows in order.
+    let mut z = [_mm512_setzero_si512(); 4];
+    for (g, zg) in z.iter_mut().enumerate() {
+        let mut v = _mm512_castsi128_si512(_mm_loadu_si128(src[g].cast()));
+        v = _mm512_inserti32x4::<1>(v, _mm_loadu_si128(src[4 + g].cast()));
+        v = _mm512_inserti32x4::<2>(v, _mm_loadu_si128(src[8 + g].cast()));
+        v = _mm512_inserti32x4::<3>(v, _mm_loadu_si128(src[12 + g].cast()));
+        *zg = v;
+    }
+    let t0 = _mm512_unpacklo_epi32(z[0], z[1]);
+    let t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    let t2 = _mm512_unpacklo_epi32(z[2], z[3]);
+    let t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    [
+        _mm512_unpacklo_epi64(t0, t2),
+        _mm512_unpackhi_epi64(t0, t2),
+        _mm512_unpacklo_epi64(t1, t3),
+        _mm512_unpackhi_epi64(t1, t3),
+    ]
+}
+
+/// Repacks rows r0..r0+nr of `w` (missing rows of a short tile read row r0 and are
+/// ignored) into `dst`: per 32 columns, 8 vectors of unsigned weight bytes (vector k
+/// holds columns 4k..4k+4 of each row), 16 f32 scales, and for Q4_K 16 f32 mins.
+// w: [rows, cols] -> dst: [cols / 32, group_bytes]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+unsafe fn repack_tile(w: &QMatrix, r0: usize, nr: usize, dst: &mut Vec<u8>) {
+    let groups = w.cols / 32;
+    let gb = group_bytes(w.ty);
+    dst.clear();
+    dst.resize(groups * gb, 0);
+    let row = |r: usize| r0 + if r < nr { r } else { 0 };
+    let out = dst.as_mut_ptr();
+    let low = _mm512_set1_epi8(0x0F);
+    let flip = _mm512_set1_epi8(-128);
+    match w.ty {
+        GgmlType::Q8_0 => {
+            let rows: [&[BlockQ8_0]; 16] = std::array::from_fn(|r| w.row_blocks(row(r)));
+            for b in 0..groups {
+                let g = out.add(b * gb);
+                for half in 0..2 {
+                    let src = std::array::from_fn(|r| rows[r][b].qs.as_ptr().add(16 * half).cast::<u8>());
+                    for (m, v) in transpose_16x4(src).into_iter().enumerate() {
+                        // w + 128 as an unsigned byte.
+                        _mm512_storeu_si512(g.add(64 * (4 * half + m)).cast(), _mm512_xor_si512(v, flip));
+                    }
+                }
+                let scales: [f32; 16] = std::array::from_fn(|r| rows[r][b].d.to_f32());
+                std::ptr::copy_nonoverlapping(scales.as_ptr().cast::<u8>(), g.add(8 * 64), 64);
+            }
+        }
+        GgmlType::Q4_0 => {
+            let rows: [&[BlockQ4_0]; 16] = std::array::from_fn(|r| w.row_blocks(row(r)));
+            for b in 0..groups {
+                let g = out.add(b * gb);
+                let src = std::array::from_fn(|r| rows[r][b].qs.as_ptr());
+                for (m, v) in transpose_16x4(src).into_iter().enumerate() {
+                    // Low nibbles are columns 4m..4m+4, high nibbles 16+4m..16+4m+4.
+                    _mm512_storeu_si512(g.add(64 * m).cast(), _mm512_and_si512(v, low));
+                    _mm512_storeu_si512(g.add(64 * (4 + m)).cast(), _mm512_and_si512(_mm512_srli_epi16::<4>(v), low));
+                }
+                let scales: [f32; 16] = std::array::from_fn(|r| rows[r][b].d.to_f32());
+                std::ptr::copy_nonoverlapping(scales.as_ptr().cast::<u8>(), g.add(8 * 64), 64);
+            }
+        }
+        GgmlType::Q4K => {
+            let rows: [&[BlockQ4K]; 16] = std::array::from_fn(|r| w.row_blocks(row(r)));
+            for sb in 0..w.cols / QK_K {
+                for c in 0..4 {
+                    // Bytes 32c..32c+32 hold sub-block 2c (low nibbles) and 2c+1 (high).
+                    let (glo, ghi) = (out.add((8 * sb + 2 * c) * gb), out.add((8 * sb + 2 * c + 1) * gb));
+                    for half in 0..2 {
+                        let src = std::array::from_fn(|r| rows[r][sb].qs.as_ptr().add(32 * c + 16 * half));
+                        for (m, v) in transpose_16x4(src).into_iter().enumerate() {
+                            let k = 4 * half + m;
+                            _mm512_storeu_si512(glo.add(64 * k).cast(), _mm512_and_si512(v, low));
+                            _mm512_storeu_si512(ghi.add(64 * k).cast(), _mm512_and_si512(_mm512_srli_epi16::<4>(v), low));
+                        }
+                    }
+                }
+                for j in 0..8 {
+                    let g = out.add((8 * sb + j) * gb);
+                    let mut scales = [0.0f32; 16];
+                    let mut mins = [0.0f32; 16];
+                    for r in 0..16 {
+                        let blk = &rows[r][sb];
+                        let (sc, m) = get_scale_min_k4(j, &blk.scales);
+                        scales[r] = blk.d.to_f32() * sc as f32;
+                        mins[r] = blk.dmin.to_f32() * m as f32;
+                    }
+                    std::ptr::copy_nonoverlapping(scales.as_ptr().cast::<u8>(), g.add(8 * 64), 64);
+                    std::ptr::copy_nonoverlapping(mins.as_ptr().cast::<u8>(), g.add(9 * 64), 64);
+                }
+            }
+        }
+        GgmlType::F32 | GgmlType::F16 => unreachable!("float weights are not repacked"),
+    }
+}
+
+/// The int8 dot-product step: acc + sum of 4 u8 x i8 products per i32 lane.
+trait DotStep {
+    unsafe fn step(acc: __m512i, w_u8: __m512i, x_i8: __m512i) -> __m512i;
+}
+
+/// `vpdpbusd`: exact for all byte values.
+struct Vnni;
+impl DotStep for Vnni {
+    #[inline(always)]
+    unsafe fn step(acc: __m512i, w_u8: __m512i, x_i8: __m512i) -> __m512i {
+        _mm512_dpbusd_epi32(acc, w_u8, x_i8)
+    }
+}
+
+/// `vpmaddubsw` + `vpmaddwd`: exact while w_u8 <= 128 (pair sums stay below 2^15),
+/// so only for 4-bit weights.
+struct Emulated;
+impl DotStep for Emulated {
+    #[inline(always)]
+    unsafe fn step(acc: __m512i, w_u8: __m512i, x_i8: __m512i) -> __m512i {
+        let pairs = _mm512_maddubs_epi16(w_u8, x_i8);
+        _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)))
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512vnni")]
+unsafe fn quant_tile_vnni(ty: GgmlType, packed: &[u8], acts: &QuantActs, t: usize, out: &mut [f32]) {
+    quant_tile::<Vnni>(ty, packed, acts, t, out)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+unsafe fn quant_tile_emulated(ty: GgmlType, packed: &[u8], acts: &QuantActs, t: usize, out: &mut [f32]) {
+    quant_tile::<Emulated>(ty, packed, acts, t, out)
+}
+
+/// All tokens against one repacked tile, `NT` tokens at a time so that each weight
+/// vector loaded is used `NT` times.
+// packed: [cols / 32, group_bytes], acts: [t, cols], out: [t, 16]
+#[inline(always)]
+unsafe fn quant_tile<D: DotStep>(ty: GgmlType, packed: &[u8], acts: &QuantActs, t: usize, out: &mut [f32]) {
+    let mut tok = 0;
+    while tok + 4 <= t {
+        token_chunk::<D, 4>(ty, packed, acts, tok, out);
+        tok += 4;
+    }
+    while tok < t {
+        token_chunk::<D, 1>(ty, packed, acts, tok, out);
+        tok += 1;
+    }
+}
+
+#[inline(always)]
+unsafe fn token_chunk<D: DotStep, const NT: usize>(ty: GgmlType, packed: &[u8], acts: &QuantActs, tok0: usize, out: &mut [f32]) {
+    let gb = group_bytes(ty);
+    let groups = packed.len() / gb;
+    let base = packed.as_ptr();
+    let xq: [*const i32; NT] = std::array::from_fn(|n| acts.qs(tok0 + n).as_ptr().cast::<i32>());
+    let xd: [&[f32]; NT] = std::array::from_fn(|n| acts.d(tok0 + n));
+    let xs: [&[i32]; NT] = std::array::from_fn(|n| acts.sums(tok0 + n));
+    let mut acc = [_mm512_setzero_ps(); NT];
+    if ty == GgmlType::Q4K {
+        for sb in 0..groups / 8 {
+            let mut acc_sb = [_mm512_setzero_ps(); NT];
+            for j in 0..8 {
+                let grp = 8 * sb + j;
+                let g = base.add(grp * gb);
+                let scale = _mm512_loadu_ps(g.add(8 * 64).cast());
+                let min = _mm512_loadu_ps(g.add(9 * 64).cast());
+                for n in 0..NT {
+                    let mut ai = _mm512_setzero_si512();
+                    for k in 0..8 {
+                        let wv = _mm512_loadu_si512(g.add(64 * k).cast());
+                        // Unaligned read of 4 activation bytes (columns 32 grp + 4k..).
+                        let xv = _mm512_set1_epi32(xq[n].add(8 * grp + k).read_unaligned());
+                        ai = D::step(ai, wv, xv);
+                    }
+                    acc_sb[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai), scale, acc_sb[n]);
+                    acc_sb[n] = _mm512_fnmadd_ps(min, _mm512_set1_ps(xs[n][grp] as f32), acc_sb[n]);
+                }
+            }
+            for n in 0..NT {
+                acc[n] = _mm512_fmadd_ps(acc_sb[n], _mm512_set1_ps(xd[n][sb]), acc[n]);
+            }
+        }
+    } else {
+        let offset = if ty == GgmlType::Q8_0 { 128 } else { 8 };
+        for grp in 0..groups {
+            let g = base.add(grp * gb);
+            let scale = _mm512_loadu_ps(g.add(8 * 64).cast());
+            for n in 0..NT {
+                let mut ai = _mm512_set1_epi32(-offset * xs[n][grp]);
+                for k in 0..8 {
+                    let wv = _mm512_loadu_si512(g.add(64 * k).cast());
+                    let xv = _mm512_set1_epi32(xq[n].add(8 * grp + k).read_unaligned());
+                    ai = D::step(ai, wv, xv);
+                }
+                let s = _mm512_mul_ps(scale, _mm512_set1_ps(xd[n][grp]));
+                acc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai), s, acc[n]);
+            }
+        }
+    }
+    for n in 0..NT {
+        _mm512_storeu_ps(out.as_mut_ptr().add((tok0 + n) * TILE_ROWS), acc[n]);
+    }
+}
