@@ -11,3 +11,7 @@ pub mod kernels;
 pub mod quant;
 
 pub use error::{Error, Result};
+pub mod model;
+pub mod tokenizer;
+
+pub use model::{Model, Pooling, Prediction};

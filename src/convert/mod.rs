@@ -1,6 +1,203 @@
-//! Hugging Face XLM-RoBERTa-XL checkpoint to GGUF.
+//! Hugging Face XLM-RoBERTa-XL checkpoint -> one GGUF file.
+//!
+//! Streams tensor by tensor (and, for large tensors, block of rows by block of rows) from
+//! memory-mapped input, so peak memory stays bounded whatever the checkpoint size. The
+//! output goes to a temporary file beside the target and is renamed into place only once
+//! complete and re-read successfully: a failed or interrupted convert leaves no file at OUT.
 
+pub mod config;
 pub mod pickle;
+pub mod plan;
 pub mod safetensors;
 pub mod source;
 pub mod spm;
+
+use crate::error::{Error, Result};
+use crate::gguf::{keys, GgufFile, GgufWriter, Value};
+use crate::quant::{quantize_row, GgmlType};
+use config::HfConfig;
+use indicatif::{ProgressBar, ProgressStyle};
+use plan::TensorPlan;
+use rayon::prelude::*;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by the CLI's Ctrl-C handler; the converter stops at the next block of rows.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Elements converted per step: bounds the f32 staging buffer (64 MiB) for huge tensors.
+const CHUNK_ELEMENTS: usize = 16 << 20;
+
+pub struct ConvertOptions {
+    /// Hugging Face model folder (config.json, weights, tokenizer).
+    pub model_dir: PathBuf,
+    pub output: PathBuf,
+    /// The type asked for with `--type`.
+    pub ty: GgmlType,
+    /// Draw a progress bar (only shown when stderr is a terminal).
+    pub progress: bool,
+}
+
+pub struct ConvertReport {
+    pub plans: Vec<TensorPlan>,
+    pub file_bytes: u64,
+}
+
+/// Reads tokenizer.json, or builds it from sentencepiece.bpe.model, and checks that the
+/// `tokenizers` crate accepts it.
+pub fn load_tokenizer_json(dir: &Path) -> Result<String> {
+    let json_path = dir.join("tokenizer.json");
+    let spm_path = dir.join("sentencepiece.bpe.model");
+    let (text, from) = if json_path.exists() {
+        (std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?, json_path)
+    } else if spm_path.exists() {
+        (spm::tokenizer_json_from_spm(&spm_path)?, spm_path)
+    } else {
+        return Err(Error::format(dir, "no tokenizer found: expected tokenizer.json or sentencepiece.bpe.model"));
+    };
+    text.parse::<tokenizers::Tokenizer>().map_err(|e| Error::format(&from, format!("invalid tokenizer: {e}")))?;
+    Ok(text)
+}
+
+fn special_id(tok: &tokenizers::Tokenizer, token: &str, path: &Path) -> Result<u32> {
+    tok.token_to_id(token).ok_or_else(|| Error::format(path, format!("tokenizer has no `{token}` token")))
+}
+
+fn file_type(ty: GgmlType) -> u32 {
+    // llama.cpp's LLAMA_FTYPE numbering.
+    match ty {
+        GgmlType::F32 => 0,
+        GgmlType::F16 => 1,
+        GgmlType::Q4_0 => 2,
+        GgmlType::Q8_0 => 7,
+        GgmlType::Q4K => 14,
+    }
+}
+
+fn metadata(w: &mut GgufWriter, config: &HfConfig, ty: GgmlType, tokenizer_json: String, dir: &Path) -> Result<()> {
+    let tok: tokenizers::Tokenizer = tokenizer_json.parse().map_err(|e| Error::Tokenizer(format!("{e}")))?;
+    let name = config.name_or_path.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+        dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "xlm-roberta-xl".into())
+    });
+    let u32v = |v: usize| Value::U32(v as u32);
+    w.add(keys::GENERAL_ARCHITECTURE, Value::String(keys::ARCH.into()));
+    w.add(keys::GENERAL_NAME, Value::String(name));
+    w.add(keys::GENERAL_ALIGNMENT, Value::U32(crate::gguf::DEFAULT_ALIGNMENT as u32));
+    w.add(keys::GENERAL_FILE_TYPE, Value::U32(file_type(ty)));
+    w.add(keys::GENERAL_QUANTIZATION_VERSION, Value::U32(2));
+    // Positions start after padding_idx, so usable tokens = max_position_embeddings - pad - 1.
+    w.add(keys::CONTEXT_LENGTH, u32v(config.max_position_embeddings - config.pad_token_id - 1));
+    w.add(keys::EMBEDDING_LENGTH, u32v(config.hidden_size));
+    w.add(keys::BLOCK_COUNT, u32v(config.num_hidden_layers));
+    w.add(keys::FEED_FORWARD_LENGTH, u32v(config.intermediate_size));
+    w.add(keys::HEAD_COUNT, u32v(config.num_attention_heads));
+    w.add(keys::LAYER_NORM_EPS, Value::F32(config.layer_norm_eps as f32));
+    w.add(keys::VOCAB_SIZE, u32v(config.vocab_size));
+    w.add(keys::TYPE_VOCAB_SIZE, u32v(config.type_vocab_size));
+    w.add(keys::PAD_TOKEN_ID, u32v(config.pad_token_id));
+    w.add(keys::HAS_MLM_HEAD, Value::Bool(config.has_mlm_head()));
+    w.add(keys::TOKENIZER_MODEL, Value::String("t5".into()));
+    let tpath = dir.join("tokenizer.json");
+    for (key, token) in
+        [(keys::BOS_ID, "<s>"), (keys::EOS_ID, "</s>"), (keys::UNK_ID, "<unk>"), (keys::PAD_ID, "<pad>"), (keys::MASK_ID, "<mask>")]
+    {
+        w.add(key, Value::U32(special_id(&tok, token, &tpath)?));
+    }
+    w.add(keys::TOKENIZER_HF_JSON, Value::String(tokenizer_json));
+    Ok(())
+}
+
+/// Converts `opts.model_dir` into `opts.output`.
+pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
+    let dir = &opts.model_dir;
+    if !dir.is_dir() {
+        return Err(Error::format(dir, "not a directory (expected a Hugging Face model folder)"));
+    }
+    let config = HfConfig::load(&dir.join("config.json"))?;
+    let tokenizer_json = load_tokenizer_json(dir)?;
+    let source = source::open_weights(dir)?;
+    let plans = plan::plan_tensors(&config, source.as_ref(), opts.ty)?;
+
+    let mut writer = GgufWriter::new();
+    metadata(&mut writer, &config, opts.ty, tokenizer_json, dir)?;
+    for p in &plans {
+        writer.add_tensor(&p.gguf_name, &p.dims(), p.ty);
+    }
+
+    let out = &opts.output;
+    let out_dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".xlmr-convert-")
+        .suffix(".tmp")
+        .tempfile_in(&out_dir)
+        .map_err(|e| Error::io(out, e))?;
+    let mut w = BufWriter::with_capacity(8 << 20, tmp.as_file());
+    let io_err = |e: std::io::Error| Error::io(out, e);
+    writer.write_header(&mut w).map_err(io_err)?;
+
+    let total_elements: u64 = plans.iter().map(|p| p.shape.iter().product::<usize>() as u64).sum();
+    let bar = if opts.progress { ProgressBar::new(total_elements) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>28} [{bar:30}] {percent:>3}% {elapsed_precise} ETA {eta_precise}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+
+    let mut staging: Vec<f32> = Vec::new();
+    let mut encoded: Vec<u8> = Vec::new();
+    for (i, p) in plans.iter().enumerate() {
+        bar.set_message(format!("{}/{} {}", i + 1, plans.len(), short(&p.gguf_name)));
+        let raw = p
+            .hf_names
+            .iter()
+            .find_map(|n| source.get(n).transpose())
+            .transpose()?
+            .expect("presence checked by plan_tensors");
+        let row_len = *p.shape.last().unwrap();
+        let rows: usize = p.shape[..p.shape.len() - 1].iter().product();
+        let row_bytes = p.ty.row_bytes(row_len).expect("type fits rows by plan");
+        let rows_per_chunk = (CHUNK_ELEMENTS / row_len).max(1);
+        encoded.clear();
+        let mut row = 0;
+        while row < rows {
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                return Err(Error::Input("interrupted; no output written".into()));
+            }
+            let n = rows_per_chunk.min(rows - row);
+            staging.resize(n * row_len, 0.0);
+            raw.read_f32(row * row_len, &mut staging);
+            if let Some(bad) = staging.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NonFinite { path: raw.file.to_path_buf(), name: p.hf_names[0].clone(), index: row * row_len + bad });
+            }
+            encoded.resize(n * row_bytes, 0);
+            encoded.par_chunks_mut(row_bytes).zip(staging.par_chunks(row_len)).for_each_init(Vec::new, |buf, (dst, src)| {
+                buf.clear();
+                quantize_row(p.ty, src, buf);
+                dst.copy_from_slice(buf);
+            });
+            w.write_all(&encoded).map_err(io_err)?;
+            source.release(&raw.bytes[row * row_len * raw.dtype.size()..(row + n) * row_len * raw.dtype.size()]);
+            bar.inc((n * row_len) as u64);
+            row += n;
+        }
+        writer.pad_after_tensor(&mut w, i, rows * row_bytes).map_err(io_err)?;
+    }
+    let file_bytes = writer.finish().map_err(io_err)?;
+    w.flush().map_err(io_err)?;
+    drop(w);
+    tmp.as_file().sync_all().map_err(io_err)?;
+    bar.finish_and_clear();
+
+    // Never publish a file our own reader rejects.
+    GgufFile::open(tmp.path())?;
+    tmp.persist(out).map_err(|e| Error::io(out, e.error))?;
+    Ok(ConvertReport { plans, file_bytes })
+}
+
+fn short(name: &str) -> &str {
+    name.strip_suffix(".weight").unwrap_or(name)
+}

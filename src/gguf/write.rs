@@ -115,18 +115,25 @@ impl GgufWriter {
 
     /// Writes the next tensor's bytes (tensors must come in declared order).
     pub fn write_tensor(&mut self, w: &mut impl Write, index: usize, bytes: &[u8]) -> io::Result<()> {
+        w.write_all(bytes)?;
+        self.pad_after_tensor(w, index, bytes.len())
+    }
+
+    /// For a tensor whose `written` bytes the caller streamed to `w` itself: checks order
+    /// and size, then writes the padding up to the next aligned offset.
+    pub fn pad_after_tensor(&mut self, w: &mut impl Write, index: usize, written: usize) -> io::Result<()> {
         let t = self.tensors.get(index).filter(|_| index == self.next).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("tensor #{index} written out of order"))
         })?;
-        if bytes.len() != t.size {
+        if written != t.size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("tensor `{}`: {} bytes given, {} declared", t.name, bytes.len(), t.size),
+                format!("tensor `{}`: {written} bytes written, {} declared", t.name, t.size),
             ));
         }
-        w.write_all(bytes)?;
-        w.write_all(&vec![0u8; pad_len(bytes.len() as u64)])?;
-        self.written += (bytes.len() + pad_len(bytes.len() as u64)) as u64;
+        let pad = pad_len(written as u64);
+        w.write_all(&vec![0u8; pad])?;
+        self.written += (written + pad) as u64;
         self.next += 1;
         Ok(())
     }

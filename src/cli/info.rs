@@ -1,0 +1,69 @@
+use std::fmt::Write;
+use std::path::PathBuf;
+use xlmr::gguf::GgufFile;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF file
+    pub file: PathBuf,
+    /// Print one JSON object (metadata, tensors, totals) instead of tables
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> xlmr::Result<()> {
+    let f = GgufFile::open(&args.file)?;
+    let params: usize = f.tensors.iter().map(|t| t.n_elements()).sum();
+    let bytes: usize = f.tensors.iter().map(|t| t.size).sum();
+    let mut per_type: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+    for t in &f.tensors {
+        let e = per_type.entry(t.ty.name()).or_default();
+        e.0 += 1;
+        e.1 += t.size;
+    }
+    if args.json {
+        let meta: serde_json::Map<String, serde_json::Value> = f
+            .metadata
+            .iter()
+            .filter(|(k, _)| k != xlmr::gguf::keys::TOKENIZER_HF_JSON)
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.display_short())))
+            .collect();
+        let tensors: Vec<_> = f
+            .tensors
+            .iter()
+            .map(|t| serde_json::json!({"name": t.name, "type": t.ty.name(), "shape": t.shape(), "bytes": t.size}))
+            .collect();
+        let json = serde_json::json!({
+            "file": args.file, "version": f.version, "file_bytes": f.file_size(), "metadata": meta,
+            "tensors": tensors, "parameters": params, "tensor_bytes": bytes,
+        });
+        super::emit(&format!("{json}\n"));
+        return Ok(());
+    }
+    let mut out = String::new();
+    writeln!(out, "{}: GGUF v{}, {} metadata keys, {} tensors", args.file.display(), f.version, f.metadata.len(), f.tensors.len()).unwrap();
+    writeln!(out).unwrap();
+    for (k, v) in &f.metadata {
+        writeln!(out, "  {k:<48} {:<7} {}", format!("{:?}", v.value_type()), v.display_short()).unwrap();
+    }
+    writeln!(out).unwrap();
+    writeln!(out, "  {:<36} {:<6} {:>18} {:>14}", "tensor", "type", "shape", "bytes").unwrap();
+    for t in &f.tensors {
+        let shape = t.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" x ");
+        writeln!(out, "  {:<36} {:<6} {:>18} {:>14}", t.name, t.ty.name(), shape, t.size).unwrap();
+    }
+    writeln!(out).unwrap();
+    for (ty, (n, b)) in &per_type {
+        writeln!(out, "  {ty:<6} {n:>5} tensors {:>12.1} MiB", *b as f64 / (1 << 20) as f64).unwrap();
+    }
+    writeln!(out, 
+        "  total  {:>5} tensors {:>12.1} MiB, {:.3} B parameters, {:.2} bits/weight, file {:.1} MiB",
+        f.tensors.len(),
+        bytes as f64 / (1 << 20) as f64,
+        params as f64 / 1e9,
+        bytes as f64 * 8.0 / params as f64,
+        f.file_size() as f64 / (1 << 20) as f64
+    ).unwrap();
+    super::emit(&out);
+    Ok(())
+}

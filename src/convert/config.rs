@@ -1,0 +1,86 @@
+//! The Hugging Face `config.json` of an XLM-RoBERTa-XL checkpoint.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::path::Path;
+
+pub const SUPPORTED_ARCHITECTURES: [&str; 2] = ["XLMRobertaXLForMaskedLM", "XLMRobertaXLModel"];
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct HfConfig {
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub vocab_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "one")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "one")]
+    pub pad_token_id: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "yes")]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub name_or_path: Option<String>,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl HfConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let config: HfConfig =
+            serde_json::from_str(&text).map_err(|e| Error::format(path, format!("invalid config.json: {e}")))?;
+        if !config.architectures.iter().any(|a| SUPPORTED_ARCHITECTURES.contains(&a.as_str())) {
+            return Err(Error::UnsupportedArchitecture { path: path.to_path_buf(), found: config.architectures });
+        }
+        let bad = |msg: String| Err(Error::format(path, msg));
+        if config.hidden_size == 0 || config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+            return bad(format!(
+                "hidden_size {} is not a positive multiple of num_attention_heads {}",
+                config.hidden_size, config.num_attention_heads
+            ));
+        }
+        if config.num_hidden_layers == 0 || config.intermediate_size == 0 || config.vocab_size == 0 {
+            return bad("num_hidden_layers, intermediate_size and vocab_size must be positive".into());
+        }
+        if config.max_position_embeddings <= config.pad_token_id + 1 || config.type_vocab_size == 0 {
+            return bad(format!(
+                "max_position_embeddings {} leaves no positions after pad_token_id {}",
+                config.max_position_embeddings, config.pad_token_id
+            ));
+        }
+        if config.hidden_act != "gelu" {
+            return bad(format!("hidden_act {:?} is not supported (only the exact erf \"gelu\")", config.hidden_act));
+        }
+        if !(config.layer_norm_eps > 0.0 && config.layer_norm_eps.is_finite()) {
+            return bad(format!("layer_norm_eps {} must be positive", config.layer_norm_eps));
+        }
+        Ok(config)
+    }
+
+    pub fn has_mlm_head(&self) -> bool {
+        self.architectures.iter().any(|a| a == "XLMRobertaXLForMaskedLM")
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+}

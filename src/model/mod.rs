@@ -1,0 +1,217 @@
+//! A loaded xlmr model: the memory-mapped GGUF file, its hyperparameters and tokenizer,
+//! and the tasks built on the encoder (fill-mask, embeddings, hidden states).
+
+pub mod config;
+pub mod encoder;
+pub mod weights;
+
+use crate::error::{Error, Result};
+use crate::gguf::{keys, GgufFile};
+use crate::kernels::softmax_inplace;
+use crate::tokenizer::Tokenizer;
+use config::ModelConfig;
+use encoder::{forward, mlm_logits, Batch, Scratch};
+use std::path::Path;
+use weights::Weights;
+
+/// Inputs run together in one forward pass (after sorting by length).
+pub const DEFAULT_BATCH: usize = 8;
+
+pub struct Model {
+    file: GgufFile,
+    pub config: ModelConfig,
+    pub tokenizer: Tokenizer,
+    /// Inputs per forward pass.
+    pub batch_size: usize,
+}
+
+/// One fill-mask candidate, as transformers' fill-mask pipeline reports it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Prediction {
+    pub score: f32,
+    pub token: u32,
+    pub token_str: String,
+    pub sequence: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// The first token's (`<s>`) final hidden state.
+    Cls,
+    /// Mean over the input's tokens (special tokens included, padding excluded).
+    Mean,
+    /// Every token's final hidden state.
+    None,
+}
+
+impl Model {
+    /// Opens and validates a GGUF file written by `xlmr convert`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let file = GgufFile::open(path)?;
+        let config = ModelConfig::from_gguf(&file)?;
+        let tokenizer = Tokenizer::from_json(file.get_str(keys::TOKENIZER_HF_JSON)?, config.max_tokens)?;
+        // Validate every tensor now, so that a bad file fails at load, not mid-run.
+        Weights::load(&file, &config)?;
+        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH })
+    }
+
+    pub fn weights(&self) -> Weights<'_> {
+        Weights::load(&self.file, &self.config).expect("validated at load")
+    }
+
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+
+    /// Tokenizes every input first, so a bad input fails the call before any compute.
+    pub fn tokenize_all(&self, texts: &[impl AsRef<str>], truncate: bool) -> Result<Vec<Vec<u32>>> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let t = t.as_ref();
+                if t.trim().is_empty() {
+                    return Err(Error::Input(format!("input {} is empty", i + 1)));
+                }
+                let ids = self.tokenizer.encode(t, truncate).map_err(|e| Error::Input(format!("input {}: {e}", i + 1)))?;
+                if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.config.vocab) {
+                    return Err(Error::Input(format!("input {}: token id {bad} is outside the model's vocabulary", i + 1)));
+                }
+                Ok(ids)
+            })
+            .collect()
+    }
+
+    /// Runs the encoder over `seqs` in batches of similar length and calls
+    /// `visit(input_index, batch, row_in_batch, hidden_index, states)` for each wanted
+    /// hidden-state index (`wanted(i)`), where `states` is `[b * t, hidden]`.
+    pub fn run_batches(
+        &self,
+        seqs: &[Vec<u32>],
+        wanted: impl Fn(usize) -> bool,
+        mut visit: impl FnMut(usize, &Batch, usize, usize, &[f32]),
+    ) {
+        let w = self.weights();
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| seqs[i].len());
+        for group in order.chunks(self.batch_size.max(1)) {
+            let refs: Vec<&[u32]> = group.iter().map(|&i| seqs[i].as_slice()).collect();
+            let batch = Batch::new(&refs, self.config.pad_id);
+            let mut scratch = Scratch::new(&self.config, batch.b * batch.t);
+            forward(&w, &self.config, &batch, &mut scratch, |layer, states| {
+                if wanted(layer) {
+                    for (row, &input) in group.iter().enumerate() {
+                        visit(input, &batch, row, layer, states);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Top-`top_k` predictions for every `<mask>` of every input.
+    pub fn fill_mask(&self, texts: &[impl AsRef<str>], top_k: usize, truncate: bool) -> Result<Vec<Vec<Vec<Prediction>>>> {
+        if !self.config.has_mlm_head {
+            return Err(Error::Input("this model has no MLM head (converted from XLMRobertaXLModel); fill-mask needs ...ForMaskedLM".into()));
+        }
+        let seqs = self.tokenize_all(texts, truncate)?;
+        for (i, s) in seqs.iter().enumerate() {
+            if !s.contains(&self.config.mask_id) {
+                return Err(Error::Input(format!("input {} has no <mask> token", i + 1)));
+            }
+        }
+        let c = &self.config;
+        let last = c.layers;
+        let mut results: Vec<Vec<Vec<Prediction>>> = vec![Vec::new(); seqs.len()];
+        let w = self.weights();
+        let mut rows: Vec<Vec<f32>> = vec![Vec::new(); seqs.len()];
+        self.run_batches(&seqs, |l| l == last, |input, batch, row, _, states| {
+            for (pos, &id) in seqs[input].iter().enumerate() {
+                if id == c.mask_id {
+                    let r = row * batch.t + pos;
+                    rows[input].extend_from_slice(&states[r * c.hidden..(r + 1) * c.hidden]);
+                }
+            }
+        });
+        for (input, x) in rows.iter().enumerate() {
+            let m = x.len() / c.hidden;
+            let logits = mlm_logits(&w, c, x, m);
+            let mask_positions: Vec<usize> = (0..seqs[input].len()).filter(|&p| seqs[input][p] == c.mask_id).collect();
+            for (j, &pos) in mask_positions.iter().enumerate() {
+                let mut probs = logits[j * c.vocab..(j + 1) * c.vocab].to_vec();
+                softmax_inplace(&mut probs);
+                let mut idx: Vec<usize> = (0..c.vocab).collect();
+                let k = top_k.min(c.vocab);
+                idx.select_nth_unstable_by(k.saturating_sub(1), |&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+                idx.truncate(k);
+                idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+                let preds = idx
+                    .into_iter()
+                    .map(|id| {
+                        let mut filled = seqs[input].clone();
+                        filled[pos] = id as u32;
+                        Ok(Prediction {
+                            score: probs[id],
+                            token: id as u32,
+                            token_str: self.tokenizer.token_str(id as u32),
+                            sequence: self.tokenizer.decode(&filled, true)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                results[input].push(preds);
+            }
+        }
+        Ok(results)
+    }
+
+    /// One vector per input (`Cls`, `Mean`), or one per token (`None`).
+    pub fn embed(&self, texts: &[impl AsRef<str>], pooling: Pooling, normalize: bool, truncate: bool) -> Result<Vec<Vec<Vec<f32>>>> {
+        let seqs = self.tokenize_all(texts, truncate)?;
+        let h = self.config.hidden;
+        let last = self.config.layers;
+        let mut out: Vec<Vec<Vec<f32>>> = vec![Vec::new(); seqs.len()];
+        self.run_batches(&seqs, |l| l == last, |input, batch, row, _, states| {
+            let len = seqs[input].len();
+            let tokens = &states[row * batch.t * h..(row * batch.t + len) * h];
+            out[input] = match pooling {
+                Pooling::Cls => vec![tokens[..h].to_vec()],
+                Pooling::Mean => {
+                    let mut mean = vec![0.0f32; h];
+                    for tok in tokens.chunks_exact(h) {
+                        mean.iter_mut().zip(tok).for_each(|(m, v)| *m += v);
+                    }
+                    mean.iter_mut().for_each(|m| *m /= len as f32);
+                    vec![mean]
+                }
+                Pooling::None => tokens.chunks_exact(h).map(|t| t.to_vec()).collect(),
+            };
+        });
+        if normalize {
+            for v in out.iter_mut().flatten() {
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `[input][k][token][hidden]` for each requested hidden-state index `layers[k]`
+    /// (0 = embeddings, `config.layers` = after the final LayerNorm); all when `None`.
+    pub fn hidden_states(&self, texts: &[impl AsRef<str>], layers: Option<&[usize]>, truncate: bool) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
+        let all: Vec<usize> = (0..=self.config.layers).collect();
+        let layers = layers.unwrap_or(&all);
+        if let Some(&bad) = layers.iter().find(|&&l| l > self.config.layers) {
+            return Err(Error::Input(format!("layer {bad} does not exist (0 = embeddings ... {} = final)", self.config.layers)));
+        }
+        let seqs = self.tokenize_all(texts, truncate)?;
+        let h = self.config.hidden;
+        let mut out: Vec<Vec<Vec<Vec<f32>>>> = vec![vec![Vec::new(); layers.len()]; seqs.len()];
+        self.run_batches(&seqs, |l| layers.contains(&l), |input, batch, row, layer, states| {
+            let len = seqs[input].len();
+            let tokens = &states[row * batch.t * h..(row * batch.t + len) * h];
+            for (k, _) in layers.iter().enumerate().filter(|(_, &l)| l == layer) {
+                out[input][k] = tokens.chunks_exact(h).map(|t| t.to_vec()).collect();
+            }
+        });
+        Ok(out)
+    }
+}

@@ -1,0 +1,68 @@
+//! The model's tokenizer, built from the tokenizer.json embedded in the GGUF file.
+
+use crate::error::{Error, Result};
+use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    /// Longest input in tokens, special tokens included.
+    max_tokens: usize,
+}
+
+impl Tokenizer {
+    pub fn from_json(json: &str, max_tokens: usize) -> Result<Self> {
+        let inner: tokenizers::Tokenizer =
+            json.parse().map_err(|e| Error::Tokenizer(format!("embedded tokenizer.json is invalid: {e}")))?;
+        Ok(Tokenizer { inner, max_tokens })
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Token ids of `text` with `<s>` and `</s>`. Too long: an error naming the length,
+    /// unless `truncate`, which keeps the first tokens and the closing `</s>`.
+    pub fn encode(&self, text: &str, truncate: bool) -> Result<Vec<u32>> {
+        let enc = if truncate {
+            let mut t = self.inner.clone();
+            t.with_truncation(Some(TruncationParams {
+                max_length: self.max_tokens,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            t.encode(text, true)
+        } else {
+            self.inner.encode(text, true)
+        }
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let ids = enc.get_ids().to_vec();
+        if ids.len() > self.max_tokens {
+            return Err(Error::Input(format!(
+                "input has {} tokens, more than the model's {} (use --truncate to cut it)",
+                ids.len(),
+                self.max_tokens
+            )));
+        }
+        Ok(ids)
+    }
+
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// The token's text as a user reads it (`▁` shown as a space), "" for ids past the
+    /// tokenizer's vocabulary (the model's vocabulary is padded beyond it).
+    pub fn token_str(&self, id: u32) -> String {
+        self.decode(&[id], false).unwrap_or_default()
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+}
