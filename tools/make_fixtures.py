@@ -473,9 +473,12 @@ def main():
     fixtures = os.path.join(args.root, "tests", "fixtures")
     bin_dir = os.path.join(fixtures, "tiny-bin")
     untied_dir = os.path.join(fixtures, "tiny-untied")
-    for folder in (tiny_dir, bin_dir, untied_dir):
-        shutil.rmtree(folder, ignore_errors=True)
-        os.makedirs(folder)
+    for folder in (tiny_dir, bin_dir, untied_dir):  # start clean, keeping hand-written READMEs
+        os.makedirs(folder, exist_ok=True)
+        for entry in os.listdir(folder):
+            if entry != "README.md":
+                path = os.path.join(folder, entry)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
     print("reading gettext catalogs")
     by_locale = read_catalog_lines()
