@@ -7,7 +7,7 @@ Everything is seeded, so a rerun on the same machine and package versions rewrit
 same files. The tokenizer is trained on the gettext catalogs in /usr/share/locale, so a
 machine with other catalogs yields another (equally valid) vocabulary.
 
-Outputs (see the report in the commit history / README for the JSON schemas):
+Outputs (JSON schemas in tests/fixtures/README.md):
   models/tiny-xlmr-xl/                 tied, single model.safetensors, + reference/
   tests/fixtures/tiny-bin/             same weights as pytorch_model.bin (torch zip pickle)
   tests/fixtures/tiny-untied/          untied decoder, sharded safetensors, + reference/
@@ -43,7 +43,6 @@ SPM_VOCAB_SIZE = 4000
 SPM_CHARACTER_COVERAGE = 0.999
 LINES_PER_LANGUAGE = 1200
 LINES_PER_CJK_LANGUAGE = 300
-TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "sentencepiece.bpe.model"]
 
 
 # ---------------------------------------------------------------------------
