@@ -114,6 +114,8 @@ pub struct QuantActs {
     qs: Vec<i8>,
     d: Vec<f32>,
     sums: Vec<i32>,
+    /// `sums` as f32, for kernels that apply the sums in float.
+    sums_f32: Vec<f32>,
 }
 
 impl QuantActs {
@@ -126,6 +128,7 @@ impl QuantActs {
         self.qs.resize(t * cols, 0);
         self.d.resize(t * cols / format.scale_block(), 0.0);
         self.sums.resize(t * cols / 32, 0);
+        self.sums_f32.resize(t * cols / 32, 0.0);
     }
 
     pub fn format(&self) -> Option<ActFormat> {
@@ -144,6 +147,11 @@ impl QuantActs {
     pub fn sums(&self, tok: usize) -> &[i32] {
         let n = self.cols / 32;
         &self.sums[tok * n..(tok + 1) * n]
+    }
+
+    pub fn sums_f32(&self, tok: usize) -> &[f32] {
+        let n = self.cols / 32;
+        &self.sums_f32[tok * n..(tok + 1) * n]
     }
 
     /// Mutable views of one row: (qs, d, sums).
@@ -169,6 +177,9 @@ pub fn quantize_acts(level: Isa, format: ActFormat, x: &[f32], t: usize, cols: u
             ActFormat::Q8_0 => isa::quantize_row_q8_0(level, xr, qs, d, sums),
             ActFormat::Q8K => isa::quantize_row_q8_k(level, xr, qs, d, sums),
         }
+    }
+    for (f, &s) in acts.sums_f32.iter_mut().zip(&acts.sums) {
+        *f = s as f32;
     }
 }
 

@@ -136,8 +136,7 @@ unsafe fn repack_tile(w: &QMatrix, r0: usize, nr: usize, dst: &mut Vec<u8>) {
                         _mm512_storeu_si512(g.add(64 * (4 * half + m)).cast(), _mm512_xor_si512(v, flip));
                     }
                 }
-                let scales: [f32; 16] = std::array::from_fn(|r| rows[r][b].d.to_f32());
-                std::ptr::copy_nonoverlapping(scales.as_ptr().cast::<u8>(), g.add(8 * 64), 64);
+                store_f16x16(g.add(8 * 64), std::array::from_fn(|r| rows[r][b].d.to_bits()));
             }
         }
         GgmlType::Q4_0 => {
@@ -150,8 +149,7 @@ unsafe fn repack_tile(w: &QMatrix, r0: usize, nr: usize, dst: &mut Vec<u8>) {
                     _mm512_storeu_si512(g.add(64 * m).cast(), _mm512_and_si512(v, low));
                     _mm512_storeu_si512(g.add(64 * (4 + m)).cast(), _mm512_and_si512(_mm512_srli_epi16::<4>(v), low));
                 }
-                let scales: [f32; 16] = std::array::from_fn(|r| rows[r][b].d.to_f32());
-                std::ptr::copy_nonoverlapping(scales.as_ptr().cast::<u8>(), g.add(8 * 64), 64);
+                store_f16x16(g.add(8 * 64), std::array::from_fn(|r| rows[r][b].d.to_bits()));
             }
         }
         GgmlType::Q4K => {
@@ -169,23 +167,32 @@ unsafe fn repack_tile(w: &QMatrix, r0: usize, nr: usize, dst: &mut Vec<u8>) {
                         }
                     }
                 }
+                let d = _mm512_cvtph_ps(_mm256_loadu_si256(std::array::from_fn::<u16, 16, _>(|r| rows[r][sb].d.to_bits()).as_ptr().cast()));
+                let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(std::array::from_fn::<u16, 16, _>(|r| rows[r][sb].dmin.to_bits()).as_ptr().cast()));
                 for j in 0..8 {
                     let g = out.add((8 * sb + j) * gb);
-                    let mut scales = [0.0f32; 16];
-                    let mut mins = [0.0f32; 16];
+                    let mut sc = [0i32; 16];
+                    let mut mn = [0i32; 16];
                     for r in 0..16 {
-                        let blk = &rows[r][sb];
-                        let (sc, m) = get_scale_min_k4(j, &blk.scales);
-                        scales[r] = blk.d.to_f32() * sc as f32;
-                        mins[r] = blk.dmin.to_f32() * m as f32;
+                        let (s, m) = get_scale_min_k4(j, &rows[r][sb].scales);
+                        (sc[r], mn[r]) = (s as i32, m as i32);
                     }
-                    std::ptr::copy_nonoverlapping(scales.as_ptr().cast::<u8>(), g.add(8 * 64), 64);
-                    std::ptr::copy_nonoverlapping(mins.as_ptr().cast::<u8>(), g.add(9 * 64), 64);
+                    let sc = _mm512_cvtepi32_ps(_mm512_loadu_si512(sc.as_ptr().cast()));
+                    let mn = _mm512_cvtepi32_ps(_mm512_loadu_si512(mn.as_ptr().cast()));
+                    _mm512_storeu_ps(g.add(8 * 64).cast(), _mm512_mul_ps(d, sc));
+                    _mm512_storeu_ps(g.add(9 * 64).cast(), _mm512_mul_ps(dmin, mn));
                 }
             }
         }
         GgmlType::F32 | GgmlType::F16 => unreachable!("float weights are not repacked"),
     }
+}
+
+/// Converts 16 f16 bit patterns to f32 and stores them (unaligned) at `dst`.
+#[inline(always)]
+unsafe fn store_f16x16(dst: *mut u8, bits: [u16; 16]) {
+    let v = _mm512_cvtph_ps(_mm256_loadu_si256(bits.as_ptr().cast()));
+    _mm512_storeu_ps(dst.cast(), v);
 }
 
 /// The int8 dot-product step: acc + sum of 4 u8 x i8 products per i32 lane.
@@ -229,6 +236,10 @@ unsafe fn quant_tile_emulated(ty: GgmlType, packed: &[u8], acts: &QuantActs, t: 
 #[inline(always)]
 unsafe fn quant_tile<D: DotStep>(ty: GgmlType, packed: &[u8], acts: &QuantActs, t: usize, out: &mut [f32]) {
     let mut tok = 0;
+    while tok + 8 <= t {
+        token_chunk::<D, 8>(ty, packed, acts, tok, out);
+        tok += 8;
+    }
     while tok + 4 <= t {
         token_chunk::<D, 4>(ty, packed, acts, tok, out);
         tok += 4;
@@ -239,14 +250,35 @@ unsafe fn quant_tile<D: DotStep>(ty: GgmlType, packed: &[u8], acts: &QuantActs, 
     }
 }
 
+/// Int32 dot products of group `grp` (columns 32 grp..32 grp + 32) of the repacked tile
+/// at `g` with `NT` tokens, starting from `init`. (A plain function, not a closure:
+/// closures do not inherit `#[target_feature]`, and the intrinsics would not inline.)
+#[inline(always)]
+unsafe fn group_dots<D: DotStep, const NT: usize>(xq: &[*const i32; NT], g: *const u8, grp: usize, init: [__m512i; NT]) -> [__m512i; NT] {
+    let mut ai = init;
+    for k in 0..8 {
+        let wv = _mm512_loadu_si512(g.add(64 * k).cast());
+        for n in 0..NT {
+            // 4 activation bytes (columns 32 grp + 4k..), broadcast to every row.
+            let xv = _mm512_set1_epi32(xq[n].add(8 * grp + k).read_unaligned());
+            ai[n] = D::step(ai[n], wv, xv);
+        }
+    }
+    ai
+}
+
+/// `NT` tokens against the repacked tile. The loop over the 8 weight vectors of a group
+/// is outside the loop over tokens: each vector is loaded once and feeds `NT`
+/// independent `vpdpbusd` chains, which hides the instruction's latency.
 #[inline(always)]
 unsafe fn token_chunk<D: DotStep, const NT: usize>(ty: GgmlType, packed: &[u8], acts: &QuantActs, tok0: usize, out: &mut [f32]) {
     let gb = group_bytes(ty);
     let groups = packed.len() / gb;
     let base = packed.as_ptr();
     let xq: [*const i32; NT] = std::array::from_fn(|n| acts.qs(tok0 + n).as_ptr().cast::<i32>());
-    let xd: [&[f32]; NT] = std::array::from_fn(|n| acts.d(tok0 + n));
-    let xs: [&[i32]; NT] = std::array::from_fn(|n| acts.sums(tok0 + n));
+    let xd: [*const f32; NT] = std::array::from_fn(|n| acts.d(tok0 + n).as_ptr());
+    let xs: [*const i32; NT] = std::array::from_fn(|n| acts.sums(tok0 + n).as_ptr());
+    let xsf: [*const f32; NT] = std::array::from_fn(|n| acts.sums_f32(tok0 + n).as_ptr());
     let mut acc = [_mm512_setzero_ps(); NT];
     if ty == GgmlType::Q4K {
         for sb in 0..groups / 8 {
@@ -254,38 +286,28 @@ unsafe fn token_chunk<D: DotStep, const NT: usize>(ty: GgmlType, packed: &[u8], 
             for j in 0..8 {
                 let grp = 8 * sb + j;
                 let g = base.add(grp * gb);
+                let ai = group_dots::<D, NT>(&xq, g, grp, [_mm512_setzero_si512(); NT]);
                 let scale = _mm512_loadu_ps(g.add(8 * 64).cast());
                 let min = _mm512_loadu_ps(g.add(9 * 64).cast());
                 for n in 0..NT {
-                    let mut ai = _mm512_setzero_si512();
-                    for k in 0..8 {
-                        let wv = _mm512_loadu_si512(g.add(64 * k).cast());
-                        // Unaligned read of 4 activation bytes (columns 32 grp + 4k..).
-                        let xv = _mm512_set1_epi32(xq[n].add(8 * grp + k).read_unaligned());
-                        ai = D::step(ai, wv, xv);
-                    }
-                    acc_sb[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai), scale, acc_sb[n]);
-                    acc_sb[n] = _mm512_fnmadd_ps(min, _mm512_set1_ps(xs[n][grp] as f32), acc_sb[n]);
+                    acc_sb[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[n]), scale, acc_sb[n]);
+                    acc_sb[n] = _mm512_fnmadd_ps(min, _mm512_set1_ps(*xsf[n].add(grp)), acc_sb[n]);
                 }
             }
             for n in 0..NT {
-                acc[n] = _mm512_fmadd_ps(acc_sb[n], _mm512_set1_ps(xd[n][sb]), acc[n]);
+                acc[n] = _mm512_fmadd_ps(acc_sb[n], _mm512_set1_ps(*xd[n].add(sb)), acc[n]);
             }
         }
     } else {
         let offset = if ty == GgmlType::Q8_0 { 128 } else { 8 };
         for grp in 0..groups {
             let g = base.add(grp * gb);
+            let init = std::array::from_fn(|n| _mm512_set1_epi32(-offset * *xs[n].add(grp)));
+            let ai = group_dots::<D, NT>(&xq, g, grp, init);
             let scale = _mm512_loadu_ps(g.add(8 * 64).cast());
             for n in 0..NT {
-                let mut ai = _mm512_set1_epi32(-offset * xs[n][grp]);
-                for k in 0..8 {
-                    let wv = _mm512_loadu_si512(g.add(64 * k).cast());
-                    let xv = _mm512_set1_epi32(xq[n].add(8 * grp + k).read_unaligned());
-                    ai = D::step(ai, wv, xv);
-                }
-                let s = _mm512_mul_ps(scale, _mm512_set1_ps(xd[n][grp]));
-                acc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai), s, acc[n]);
+                let s = _mm512_mul_ps(scale, _mm512_set1_ps(*xd[n].add(grp)));
+                acc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[n]), s, acc[n]);
             }
         }
     }

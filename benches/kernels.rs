@@ -1,0 +1,186 @@
+//! Kernel benchmarks at XLM-R XL shapes. Criterion measures; each bench also prints its
+//! rate next to the limits of the reference machine (2-core Zen 4: ~29 GB/s read,
+//! ~900 G int8 ops/s with VNNI, ~220 GFLOP/s fp32). Reports only, never asserts.
+//!
+//! `XLMR_BENCH_LAYER_ONLY=1 cargo bench --bench kernels` skips criterion and prints the
+//! time of one XL layer's six matmuls (quick check against PyTorch's int8 numbers).
+
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use std::time::{Duration, Instant};
+use xlmr::kernels::{self, Isa, MatmulScratch, QMatrix};
+use xlmr::quant::{quantize_row, GgmlType};
+
+const READ_GBPS: f64 = 29.0;
+const INT8_GOPS: f64 = 900.0;
+const FP32_GFLOPS: f64 = 220.0;
+
+/// A quantized random weight matrix in an aligned buffer.
+struct Weights {
+    words: Vec<u64>,
+    len: usize,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+}
+
+impl Weights {
+    fn new(ty: GgmlType, rows: usize, cols: usize) -> Self {
+        let mut state = 0x1234_5678u32;
+        let mut row = vec![0.0f32; cols];
+        let mut bytes = Vec::with_capacity(rows * ty.row_bytes(cols).unwrap());
+        // Quantizing Q4_K at full size is slow: quantize 64 distinct rows and repeat.
+        let distinct: Vec<Vec<u8>> = (0..64)
+            .map(|_| {
+                for v in row.iter_mut() {
+                    state ^= state << 13;
+                    state ^= state >> 17;
+                    state ^= state << 5;
+                    *v = (state as f32 / u32::MAX as f32 - 0.5) * 0.1;
+                }
+                let mut out = Vec::new();
+                quantize_row(ty, &row, &mut out);
+                out
+            })
+            .collect();
+        for r in 0..rows {
+            bytes.extend_from_slice(&distinct[r % 64]);
+        }
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        // Safety: the u64 buffer has at least bytes.len() bytes; u8 writes need no alignment.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len()) };
+        Weights { words, len: bytes.len(), ty, rows, cols }
+    }
+
+    fn matrix(&self) -> QMatrix<'_> {
+        // Safety: the buffer holds `len` initialized bytes; u8 has alignment 1.
+        let bytes = unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) };
+        QMatrix::new(self.ty, bytes, self.rows, self.cols).unwrap()
+    }
+}
+
+fn input(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect()
+}
+
+/// The matmul shapes of one XL layer: (rows, cols, count).
+const LAYER: [(usize, usize, usize); 3] = [(2560, 2560, 4), (10240, 2560, 1), (2560, 10240, 1)];
+
+fn time_layer(ty: GgmlType, t: usize, runs: usize) -> f64 {
+    let mut mats: Vec<(Weights, usize, Vec<f32>, Vec<f32>)> =
+        LAYER.iter().map(|&(r, c, n)| (Weights::new(ty, r, c), n, input(t * c), vec![0.0f32; t * r])).collect();
+    let mut scratch = MatmulScratch::new();
+    let mut best = f64::INFINITY;
+    for _ in 0..runs {
+        let start = Instant::now();
+        for (w, n, x, y) in mats.iter_mut() {
+            let m = w.matrix();
+            for _ in 0..*n {
+                kernels::matmul_with_scratch(&m, x, None, y, t, false, &mut scratch);
+            }
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    best * 1e3
+}
+
+fn print_layer_times() {
+    let pytorch_int8 = [(8, 4.5), (128, 34.8), (512, 140.2)];
+    println!("one XL layer's 6 matmuls, ISA {}, {} threads (min of runs):", kernels::isa(), rayon::current_num_threads());
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K] {
+        for (t, torch) in pytorch_int8 {
+            let ms = time_layer(ty, t, if t >= 512 { 2 } else { 5 });
+            let macs = t as f64 * 2560.0 * 2560.0 * 12.0;
+            println!(
+                "  {ty:5} t={t:3}: {ms:7.2} ms  ({:6.1} G int8 ops/s of ~{INT8_GOPS}; PyTorch int8 whole layer {torch} ms -> ratio {:.2})",
+                2.0 * macs / ms / 1e6,
+                ms / torch
+            );
+        }
+    }
+}
+
+fn bench_matmul(c: &mut Criterion) {
+    let mut group = c.benchmark_group("matmul");
+    group.sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(300));
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K, GgmlType::F16] {
+        for &(rows, cols) in &[(2560usize, 2560usize), (10240, 2560), (2560, 10240)] {
+            let w = Weights::new(ty, rows, cols);
+            for t in [8usize, 128] {
+                let x = input(t * cols);
+                let mut y = vec![0.0f32; t * rows];
+                let mut scratch = MatmulScratch::new();
+                let m = w.matrix();
+                let weight_bytes = m.data.len() as f64;
+                group.throughput(Throughput::Elements((2 * rows * cols * t) as u64));
+                let id = BenchmarkId::new(format!("{ty}_{rows}x{cols}"), t);
+                let start = Instant::now();
+                let mut iters = 0u32;
+                group.bench_function(id, |b| {
+                    b.iter(|| {
+                        kernels::matmul_with_scratch(&m, &x, None, &mut y, t, false, &mut scratch);
+                        iters += 1;
+                    })
+                });
+                let secs = start.elapsed().as_secs_f64() / iters.max(1) as f64;
+                let ops = 2.0 * (rows * cols * t) as f64 / secs / 1e9;
+                let peak = if ty.is_quantized() { INT8_GOPS } else { FP32_GFLOPS };
+                println!(
+                    "    {ty} {rows}x{cols} t={t}: ~{ops:.0} G ops/s (limit ~{peak}), weights read at ~{:.1} GB/s (limit ~{READ_GBPS})",
+                    weight_bytes / secs / 1e9
+                );
+            }
+        }
+    }
+    group.finish();
+}
+
+fn bench_small_kernels(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ops");
+    group.sample_size(20).measurement_time(Duration::from_secs(1)).warm_up_time(Duration::from_millis(200));
+    let (t, c_dim) = (128usize, 2560usize);
+    let x = input(t * c_dim);
+    let w = input(c_dim);
+    let mut out = vec![0.0f32; t * c_dim];
+    group.throughput(Throughput::Bytes((t * c_dim * 8) as u64));
+    group.bench_function("layer_norm_128x2560", |b| b.iter(|| kernels::layer_norm(&x, &w, &w, 1e-5, &mut out, c_dim)));
+    let mut h = input(t * 10240);
+    group.throughput(Throughput::Elements((t * 10240) as u64));
+    group.bench_function("gelu_128x10240", |b| b.iter(|| kernels::gelu_erf(&mut h)));
+    let mut row = input(512);
+    group.throughput(Throughput::Elements(512));
+    group.bench_function("softmax_512", |b| b.iter(|| kernels::softmax_inplace(&mut row)));
+    for t in [128usize, 512] {
+        let hd = 32 * 80;
+        let q = input(t * hd);
+        let mask = vec![true; t];
+        let mut o = vec![0.0f32; t * hd];
+        group.throughput(Throughput::Elements((4 * t * t * hd) as u64));
+        let start = Instant::now();
+        let mut iters = 0u32;
+        group.bench_function(BenchmarkId::new("attention_32x80", t), |b| {
+            b.iter(|| {
+                kernels::attention(&q, &q, &q, &mask, t, 32, 80, &mut o);
+                iters += 1;
+            })
+        });
+        let secs = start.elapsed().as_secs_f64() / iters.max(1) as f64;
+        println!("    attention t={t}: ~{:.1} GFLOP/s (fp32 limit ~{FP32_GFLOPS})", 4.0 * (t * t * hd) as f64 / secs / 1e9);
+    }
+    group.finish();
+}
+
+fn layer(_: &mut Criterion) {
+    print_layer_times();
+}
+
+criterion_group!(benches, layer, bench_matmul, bench_small_kernels);
+
+fn main() {
+    println!("kernels ISA: {} (supported: {:?})", kernels::isa(), Isa::supported());
+    if std::env::var_os("XLMR_BENCH_LAYER_ONLY").is_some() {
+        print_layer_times();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
