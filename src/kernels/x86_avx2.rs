@@ -2,8 +2,10 @@
 //! sign moved onto the activation so that no pair sum can saturate.
 
 use super::generic::small_kernels_for;
-use super::matmul::TileScratch;
+use super::matmul::{TileScratch, TILE_ROWS};
 use super::{QMatrix, QuantActs};
+use crate::quant::{get_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ8_0, GgmlType, QK_K};
+use std::arch::x86_64::*;
 
 /// Proof that the CPU has AVX2, FMA and F16C.
 #[derive(Clone, Copy, Debug)]
@@ -15,12 +17,145 @@ impl Avx2 {
         ok.then_some(Avx2(()))
     }
 
-    /// Computes a tile of the matmul; `false` if this weight type has no AVX2 kernel.
+    /// Computes a tile of the matmul (all weight types).
     // w: [rows, cols] (rows r0..r0+nr), acts/x: [t, cols], ts.out: [t, TILE_ROWS]
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn tile(self, _w: &QMatrix, _r0: usize, _nr: usize, _acts: &QuantActs, _x: &[f32], _t: usize, _ts: &mut TileScratch) -> bool {
-        false
+    pub(crate) fn tile(self, w: &QMatrix, r0: usize, nr: usize, acts: &QuantActs, x: &[f32], t: usize, ts: &mut TileScratch) -> bool {
+        // Safety: the token proves AVX2, FMA and F16C.
+        unsafe { tile_impl(w, r0, nr, acts, x, t, ts) };
+        true
     }
 }
 
 small_kernels_for!(Avx2, "avx2,fma,f16c");
+
+/// Tokens per chunk: each weight block is loaded once per chunk.
+const NT: usize = 4;
+
+/// Sum of 32 u8 x i8 products as 8 i32 lanes. `u` must be <= 128 per byte so that
+/// `maddubs`' i16 pair sums (at most 2 * 128 * 127) cannot saturate.
+#[inline(always)]
+unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+}
+
+#[inline(always)]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// 16 bytes of Q4 nibbles as 32 unsigned bytes: low nibbles first, then high nibbles.
+#[inline(always)]
+unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
+    let v = _mm_loadu_si128(p.cast());
+    let m = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(v, m);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), m);
+    _mm256_set_m128i(hi, lo)
+}
+
+// w: [rows, cols] (rows r0..r0+nr), acts/x: [t, cols], ts.out: [t, TILE_ROWS]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_impl(w: &QMatrix, r0: usize, nr: usize, acts: &QuantActs, x: &[f32], t: usize, ts: &mut TileScratch) {
+    let out = &mut ts.out;
+    if !w.ty.is_quantized() {
+        return super::generic::float_tile(w, r0, nr, x, t, &mut ts.row_f32, out);
+    }
+    for r in 0..nr {
+        for tok0 in (0..t).step_by(NT) {
+            let nt = NT.min(t - tok0);
+            let xq: [*const i8; NT] = std::array::from_fn(|n| acts.qs(tok0 + n.min(nt - 1)).as_ptr());
+            let xd: [&[f32]; NT] = std::array::from_fn(|n| acts.d(tok0 + n.min(nt - 1)));
+            let xs: [&[i32]; NT] = std::array::from_fn(|n| acts.sums(tok0 + n.min(nt - 1)));
+            let sums = match w.ty {
+                GgmlType::Q8_0 => row_q8_0(w.row_blocks(r0 + r), xq, xd),
+                GgmlType::Q4_0 => row_q4_0(w.row_blocks(r0 + r), xq, xd, xs),
+                _ => row_q4_k(w.row_blocks(r0 + r), xq, xd, xs),
+            };
+            for n in 0..nt {
+                out[(tok0 + n) * TILE_ROWS + r] = sums[n];
+            }
+        }
+    }
+}
+
+// w: [cols / 32] blocks, x: NT tokens of [cols]
+#[inline(always)]
+unsafe fn row_q8_0(row: &[BlockQ8_0], xq: [*const i8; NT], xd: [&[f32]; NT]) -> [f32; NT] {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for (b, blk) in row.iter().enumerate() {
+        let wv = _mm256_loadu_si256(blk.qs.as_ptr().cast());
+        // |w| as unsigned (|-128| = 128 fits), its sign moved onto the activation
+        // (|x| <= 127, so negation is exact).
+        let u = _mm256_abs_epi8(wv);
+        let dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk.d.to_bits() as i32)));
+        for n in 0..NT {
+            let xv = _mm256_loadu_si256(xq[n].add(32 * b).cast());
+            let dot = dot_u8_i8(u, _mm256_sign_epi8(xv, wv));
+            let s = _mm256_set1_ps(dw * xd[n][b]);
+            acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), s, acc[n]);
+        }
+    }
+    std::array::from_fn(|n| hsum(acc[n]))
+}
+
+// w: [cols / 32] blocks, x: NT tokens of [cols]
+#[inline(always)]
+unsafe fn row_q4_0(row: &[BlockQ4_0], xq: [*const i8; NT], xd: [&[f32]; NT], xs: [&[i32]; NT]) -> [f32; NT] {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    let mut offset = [0.0f32; NT];
+    for (b, blk) in row.iter().enumerate() {
+        let q = unpack_nibbles(blk.qs.as_ptr());
+        let dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk.d.to_bits() as i32)));
+        for n in 0..NT {
+            let xv = _mm256_loadu_si256(xq[n].add(32 * b).cast());
+            let scale = dw * xd[n][b];
+            acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8_i8(q, xv)), _mm256_set1_ps(scale), acc[n]);
+            // Nibbles are stored offset by 8: subtract 8 * sum(x) per block.
+            offset[n] += scale * (8 * xs[n][b]) as f32;
+        }
+    }
+    std::array::from_fn(|n| hsum(acc[n]) - offset[n])
+}
+
+// w: [cols / 256] blocks, x: NT tokens of [cols]
+#[inline(always)]
+unsafe fn row_q4_k(row: &[BlockQ4K], xq: [*const i8; NT], xd: [&[f32]; NT], xs: [&[i32]; NT]) -> [f32; NT] {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    let mut min_acc = [0.0f32; NT];
+    let m4 = _mm256_set1_epi8(0x0F);
+    for (sb, blk) in row.iter().enumerate() {
+        let d = blk.d.to_f32();
+        let dmin = blk.dmin.to_f32();
+        let mut isum = [_mm256_setzero_si256(); NT];
+        let mut mins = [0i32; NT];
+        for c in 0..4 {
+            let v = _mm256_loadu_si256(blk.qs.as_ptr().add(32 * c).cast());
+            let lo = _mm256_and_si256(v, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+            let (sc_lo, m_lo) = get_scale_min_k4(2 * c, &blk.scales);
+            let (sc_hi, m_hi) = get_scale_min_k4(2 * c + 1, &blk.scales);
+            let (sc_lo, sc_hi) = (_mm256_set1_epi16(sc_lo as i16), _mm256_set1_epi16(sc_hi as i16));
+            for n in 0..NT {
+                let x = xq[n].add(QK_K * sb + 64 * c);
+                let xlo = _mm256_loadu_si256(x.cast());
+                let xhi = _mm256_loadu_si256(x.add(32).cast());
+                // Nibble x i8 pairs stay below 2 * 15 * 127; the 6-bit scale is applied
+                // in the i16 -> i32 step.
+                let plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xlo), sc_lo);
+                let phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xhi), sc_hi);
+                isum[n] = _mm256_add_epi32(isum[n], _mm256_add_epi32(plo, phi));
+                mins[n] += m_lo as i32 * xs[n][8 * sb + 2 * c] + m_hi as i32 * xs[n][8 * sb + 2 * c + 1];
+            }
+        }
+        for n in 0..NT {
+            let dx = xd[n][sb];
+            acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[n]), _mm256_set1_ps(d * dx), acc[n]);
+            min_acc[n] += dmin * dx * mins[n] as f32;
+        }
+    }
+    std::array::from_fn(|n| hsum(acc[n]) - min_acc[n])
+}
