@@ -153,7 +153,9 @@ impl Model {
                             score: probs[id],
                             token: id as u32,
                             token_str: self.tokenizer.token_str(id as u32),
-                            sequence: self.tokenizer.decode(&filled, true)?,
+                            // As transformers' pipeline: special tokens are kept in the
+                            // sequence when the input has several masks.
+                            sequence: self.tokenizer.decode(&filled, mask_positions.len() == 1)?,
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
