@@ -1,4 +1,4 @@
-//! Multi-head self-attention for one sequence, parallel over query rows.
+//! Multi-head self-attention for one sequence, parallel over heads.
 
 use super::{isa, Isa};
 use rayon::prelude::*;
@@ -38,28 +38,44 @@ pub fn attention_at_level(
     }
     let level = if level.is_supported() { level } else { Isa::Scalar };
     let scale = 1.0 / (head_dim as f32).sqrt();
-    out.par_chunks_mut(hd).enumerate().for_each_init(
-        || vec![0.0f32; t],
-        |scores, (i, out_row)| {
-            for h in 0..heads {
-                let cols = h * head_dim..(h + 1) * head_dim;
-                let qh = &q[i * hd..][cols.clone()];
-                for (s, score) in scores.iter_mut().enumerate() {
-                    *score = if key_mask[s] {
-                        super::isa::vec_dot_f32(level, qh, &k[s * hd..][cols.clone()]) * scale
-                    } else {
-                        MASKED_SCORE
-                    };
-                }
-                super::isa::softmax_inplace(level, scores);
-                let oh = &mut out_row[cols.clone()];
-                oh.fill(0.0);
-                for (s, &p) in scores.iter().enumerate() {
-                    if p != 0.0 {
-                        super::isa::axpy(level, p, &v[s * hd..][cols.clone()], oh);
-                    }
+    // One task per head. Keys and values are transposed to [head_dim, t] so that both
+    // the scores (head_dim axpys of length t) and the weighted sum of values (head_dim
+    // dots of length t) run over long contiguous vectors.
+    let per_head: Vec<Vec<f32>> = (0..heads)
+        .into_par_iter()
+        .map(|h| {
+            let col0 = h * head_dim;
+            let mut kt = vec![0.0f32; head_dim * t];
+            let mut vt = vec![0.0f32; head_dim * t];
+            for s in 0..t {
+                for c in 0..head_dim {
+                    kt[c * t + s] = k[s * hd + col0 + c];
+                    vt[c * t + s] = v[s * hd + col0 + c];
                 }
             }
-        },
-    );
+            let mut scores = vec![0.0f32; t];
+            let mut out_h = vec![0.0f32; t * head_dim];
+            for i in 0..t {
+                scores.fill(0.0);
+                for c in 0..head_dim {
+                    super::isa::axpy(level, q[i * hd + col0 + c] * scale, &kt[c * t..(c + 1) * t], &mut scores);
+                }
+                for (score, &keep) in scores.iter_mut().zip(key_mask) {
+                    if !keep {
+                        *score = MASKED_SCORE;
+                    }
+                }
+                super::isa::softmax_inplace(level, &mut scores);
+                for c in 0..head_dim {
+                    out_h[i * head_dim + c] = super::isa::vec_dot_f32(level, &scores, &vt[c * t..(c + 1) * t]);
+                }
+            }
+            out_h
+        })
+        .collect();
+    for (h, out_h) in per_head.iter().enumerate() {
+        for i in 0..t {
+            out[i * hd + h * head_dim..][..head_dim].copy_from_slice(&out_h[i * head_dim..(i + 1) * head_dim]);
+        }
+    }
 }

@@ -25,6 +25,7 @@ impl MatmulScratch {
 /// Per-thread buffers for one tile: its outputs `[t, TILE_ROWS]` and the kernel's
 /// repacked weights. They grow to the largest shape seen and are then reused.
 #[derive(Default)]
+#[allow(dead_code)] // `repack` is used only by the AVX-512 kernels.
 pub(crate) struct TileScratch {
     pub out: Vec<f32>,
     pub repack: Vec<u8>,

@@ -30,6 +30,7 @@ pub use matmul::{matmul, matmul_acc, matmul_at_level, matmul_with_scratch, Matmu
 
 use crate::quant::{blocks_from_bytes, f16_from_bytes, f32_from_bytes, Block, GgmlType, QK_K};
 use half::f16;
+use rayon::prelude::*;
 
 /// A weight matrix as stored in GGUF: `rows` output features, each a row of `cols`
 /// input features encoded as `ty`.
@@ -170,14 +171,19 @@ impl QuantActs {
 pub fn quantize_acts(level: Isa, format: ActFormat, x: &[f32], t: usize, cols: usize, acts: &mut QuantActs) {
     assert_eq!(x.len(), t * cols, "quantize_acts: x has {} values, expected {t} x {cols}", x.len());
     acts.reset(format, t, cols);
-    for tok in 0..t {
-        let xr = &x[tok * cols..(tok + 1) * cols];
-        let (qs, d, sums) = acts.row_mut(tok);
-        match format {
+    let nd = cols / format.scale_block();
+    let ns = cols / 32;
+    // Tokens are independent: quantize them in parallel (a few per task).
+    acts.qs
+        .par_chunks_mut(cols)
+        .zip(acts.d.par_chunks_mut(nd))
+        .zip(acts.sums.par_chunks_mut(ns))
+        .zip(x.par_chunks(cols))
+        .with_min_len(4)
+        .for_each(|(((qs, d), sums), xr)| match format {
             ActFormat::Q8_0 => isa::quantize_row_q8_0(level, xr, qs, d, sums),
             ActFormat::Q8K => isa::quantize_row_q8_k(level, xr, qs, d, sums),
-        }
-    }
+        });
     for (f, &s) in acts.sums_f32.iter_mut().zip(&acts.sums) {
         *f = s as f32;
     }
