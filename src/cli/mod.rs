@@ -1,5 +1,6 @@
 //! The `xlmr` command line: convert, info, run, bench.
 
+mod bench;
 mod convert;
 mod info;
 mod run;
@@ -21,6 +22,8 @@ enum Command {
     Info(info::Args),
     /// Run the encoder: fill-mask, embeddings or hidden states
     Run(run::Args),
+    /// Measure speed and memory on synthetic inputs (like llama-bench)
+    Bench(bench::Args),
 }
 
 /// Runs the CLI; returns the process exit code. Errors are printed as one line.
@@ -30,6 +33,7 @@ pub fn main() -> i32 {
         Command::Convert(args) => convert::run(args),
         Command::Info(args) => info::run(args),
         Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => 0,

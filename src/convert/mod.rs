@@ -194,6 +194,12 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
 
     // Never publish a file our own reader rejects.
     GgufFile::open(tmp.path())?;
+    // Temporary files are created 0600; the output gets the usual permissions.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(io_err)?;
+    }
     tmp.persist(out).map_err(|e| Error::io(out, e.error))?;
     Ok(ConvertReport { plans, file_bytes })
 }
