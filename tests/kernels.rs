@@ -443,6 +443,11 @@ fn isa_levels_parse_and_refuse_unsupported() {
     assert_eq!(Isa::from_name("AVX2"), Some(Isa::Avx2));
     assert_eq!(Isa::from_name("sse9"), None);
     assert!(Isa::supported().contains(&Isa::Scalar));
+    eprintln!("levels tested on this CPU: {:?}", Isa::supported());
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        assert_eq!(Isa::best(), Isa::Neon, "NEON with dotprod must be picked");
+    }
     let unsupported = if cfg!(target_arch = "aarch64") { Isa::Avx2 } else { Isa::Neon };
     assert!(kernels::set_isa(unsupported).is_err(), "{unsupported} must be refused on this CPU");
     assert!(kernels::set_isa(Isa::best()).is_ok());
