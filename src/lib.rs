@@ -6,6 +6,7 @@
 
 pub mod convert;
 pub mod error;
+pub mod ffi;
 pub mod gguf;
 pub mod kernels;
 pub mod quant;
