@@ -13,11 +13,13 @@
  * Ownership. Strings and arrays passed in are only read during the call. Every object
  * returned through an out-parameter (xlmr_model, xlmr_tokens, xlmr_embeddings,
  * xlmr_fill_mask_result, xlmr_hidden_states) belongs to the caller, who frees it exactly
- * once with its own xlmr_*_free function (NULL is accepted; a second free is reported
- * through xlmr_last_error and otherwise ignored). Pointers returned by accessors
- * (float and id arrays, the strings of xlmr_prediction) are borrowed from their result
- * object and stay valid until that object is freed. Results do not depend on the model:
- * they may outlive it. Strings returned by xlmr_version, xlmr_status_string are static.
+ * once with its own xlmr_*_free function (NULL is accepted). Pointers returned by
+ * accessors (float and id arrays, the strings of xlmr_prediction) are borrowed from their
+ * result object and stay valid until that object is freed. Results do not depend on the
+ * model: they may outlive it. Strings from xlmr_version and xlmr_status_string are static.
+ * Handles are looked up in a table of live objects, so a freed or foreign handle is
+ * refused rather than read (unless its address has since been reused by a new object of
+ * the same kind).
  *
  * Threads. All functions are thread-safe. One model may be used by any number of threads
  * at once; calls on it share the model's thread pool (xlmr_model_params.n_threads)
@@ -89,7 +91,8 @@ typedef struct xlmr_tokens xlmr_tokens;
 
 // Options for `xlmr_model_load`; start from `xlmr_model_default_params()`.
 typedef struct xlmr_model_params {
-  // Worker threads of this model's own thread pool; 0 = one per core.
+  // Worker threads of this model's own thread pool; 0 = one per core (or
+  // RAYON_NUM_THREADS when set).
   uint32_t n_threads;
   // Texts run together in one forward pass; 0 = the default (8).
   uint32_t n_batch;

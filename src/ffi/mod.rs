@@ -57,7 +57,8 @@ pub enum xlmr_pooling {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct xlmr_model_params {
-    /// Worker threads of this model's own thread pool; 0 = one per core.
+    /// Worker threads of this model's own thread pool; 0 = one per core (or
+    /// RAYON_NUM_THREADS when set).
     pub n_threads: u32,
     /// Texts run together in one forward pass; 0 = the default (8).
     pub n_batch: u32,
