@@ -762,6 +762,40 @@ mod tests {
         assert_eq!(guard_or(7usize, || panic!("again")), 7);
     }
 
+    fn worker_threads() -> usize {
+        let tasks = std::fs::read_dir("/proc/self/task").unwrap();
+        tasks.filter(|t| std::fs::read_to_string(t.as_ref().unwrap().path().join("comm")).is_ok_and(|c| c.starts_with("xlmr-worker"))).count()
+    }
+
+    /// The only test in this binary that loads a model, so the thread count is its own.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_model_owns_n_threads_workers_that_exit_on_free() {
+        use crate::convert::{convert, ConvertOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("tiny.gguf");
+        let model_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny-xlmr-xl");
+        convert(&ConvertOptions { model_dir, output: output.clone(), ty: crate::quant::GgmlType::Q8_0, progress: false }).unwrap();
+        let path = CString::new(output.to_str().unwrap()).unwrap();
+        let params = xlmr_model_params { n_threads: 3, ..xlmr_model_default_params() };
+        let mut model = std::ptr::null_mut();
+        // Safety: valid C string and out-pointer.
+        assert_eq!(unsafe { xlmr_model_load(path.as_ptr(), params, &mut model) }, xlmr_status::XLMR_STATUS_OK);
+        // Workers name themselves once started, which may be after the load returns.
+        let started = std::time::Instant::now();
+        while worker_threads() < 3 && started.elapsed().as_secs() < 5 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(worker_threads(), 3);
+        xlmr_model_free(model);
+        // Free waits for the workers' exit handlers; the threads end right after.
+        let freed = std::time::Instant::now();
+        while worker_threads() > 0 && freed.elapsed().as_secs() < 2 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(worker_threads(), 0, "the workers of a freed model exit");
+    }
+
     #[test]
     fn errors_map_to_statuses() {
         let status = guard(|| Err(Error::io("/nope", std::io::Error::from(std::io::ErrorKind::NotFound)).into()));
