@@ -71,6 +71,9 @@ fn read_inputs(args: &Args) -> Result<Vec<String>> {
             (b, "<stdin>".to_string())
         }
     };
+    if bytes.is_empty() {
+        return Err(Error::Input(format!("no input: give TEXT arguments or lines on {name}")));
+    }
     let mut inputs = Vec::new();
     for (i, line) in bytes.as_slice().split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -80,9 +83,6 @@ fn read_inputs(args: &Args) -> Result<Vec<String>> {
     // A final newline does not start another input.
     if bytes.ends_with(b"\n") {
         inputs.pop();
-    }
-    if inputs.is_empty() {
-        return Err(Error::Input(format!("no input: give TEXT arguments or lines on {name}")));
     }
     Ok(inputs)
 }

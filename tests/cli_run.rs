@@ -1,0 +1,109 @@
+//! `xlmr run` through the binary: JSON shapes, input sources, errors, threads.
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use xlmr::quant::GgmlType;
+
+fn run(args: &[&str], stdin: Option<&[u8]>) -> (bool, String, String) {
+    let model = converted(&tiny(), GgmlType::Q8_0);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xlmr"));
+    cmd.arg("run").arg("-m").arg(&model).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or(b"")).unwrap();
+    let o = child.wait_with_output().unwrap();
+    (o.status.success(), String::from_utf8(o.stdout).unwrap(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn json(args: &[&str], stdin: Option<&[u8]>) -> serde_json::Value {
+    let (ok, out, err) = run(args, stdin);
+    assert!(ok, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn fails(args: &[&str], stdin: Option<&[u8]>, expect: &[&str]) {
+    let (ok, out, err) = run(args, stdin);
+    assert!(!ok, "should fail: {args:?}");
+    assert!(out.is_empty(), "no partial output on failure: {out}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one-line error: {err}");
+    for e in expect {
+        assert!(err.contains(e), "expected {e:?} in {err}");
+    }
+}
+
+#[test]
+fn fill_mask_json_matches_library() {
+    let v = json(&["--task", "fill-mask", "--json", "--top-k", "3", "a <mask> b <mask>", "The capital of France is <mask>."], None);
+    let inputs = v.as_array().unwrap();
+    assert_eq!(inputs.len(), 2);
+    assert_eq!(inputs[0].as_array().unwrap().len(), 2, "two masks");
+    assert_eq!(inputs[1].as_array().unwrap().len(), 1);
+    let model = xlmr::Model::load(converted(&tiny(), GgmlType::Q8_0)).unwrap();
+    let lib = model.fill_mask(&["The capital of France is <mask>."], 3, false).unwrap();
+    for (j, want) in lib[0][0].iter().enumerate() {
+        let got = &inputs[1][0][j];
+        assert_eq!(got["token"].as_u64().unwrap(), want.token as u64);
+        assert_eq!(got["token_str"], want.token_str.as_str());
+        assert_eq!(got["sequence"], want.sequence.as_str());
+        assert!((got["score"].as_f64().unwrap() as f32 - want.score).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn embed_json_shapes_and_normalize() {
+    let v = json(&["--task", "embed", "--json", "--normalize", "--pooling", "cls", "one", "two words"], None);
+    for e in v.as_array().unwrap() {
+        let e: Vec<f64> = e.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(e.len(), 160);
+        assert!((e.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-5);
+    }
+    let v = json(&["--task", "embed", "--json", "--pooling", "none", "one two"], None);
+    let tokens = v[0].as_array().unwrap();
+    let ids = xlmr::Model::load(converted(&tiny(), GgmlType::Q8_0)).unwrap().tokenizer.encode("one two", false).unwrap();
+    assert_eq!(tokens.len(), ids.len());
+    assert_eq!(tokens[0].as_array().unwrap().len(), 160);
+}
+
+#[test]
+fn hidden_states_layers_and_stdin_lines() {
+    let v = json(&["--task", "hidden-states", "--json", "--layers", "0,3"], Some(b"first line\nsecond\n"));
+    let inputs = v.as_array().unwrap();
+    assert_eq!(inputs.len(), 2, "a final newline does not start another input");
+    assert_eq!(inputs[0].as_array().unwrap().len(), 2, "two layers asked");
+    fails(&["--task", "hidden-states", "--layers", "4", "x"], None, &["layer 4 does not exist"]);
+}
+
+#[test]
+fn one_and_two_threads_agree() {
+    let texts = ["Le fichier n'a pas pu être ouvert.", "Ελέγξτε τη σύνδεση δικτύου."];
+    let a = json(&[&["--task", "embed", "--json", "--threads", "1"][..], &texts].concat(), None);
+    let b = json(&[&["--task", "embed", "--json", "--threads", "2"][..], &texts].concat(), None);
+    for (x, y) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
+        for (p, q) in x.as_array().unwrap().iter().zip(y.as_array().unwrap()) {
+            assert!((p.as_f64().unwrap() - q.as_f64().unwrap()).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn too_long_input_is_named_unless_truncated() {
+    let long = "mot ".repeat(600);
+    fails(&["--task", "embed", "short", &long], None, &["input 2", "tokens, more than the model's 512", "--truncate"]);
+    let v = json(&["--task", "hidden-states", "--json", "--layers", "0", "--truncate", &long], None);
+    assert_eq!(v[0][0].as_array().unwrap().len(), 512);
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors() {
+    fails(&["--task", "fill-mask", "no mask here"], None, &["input 1 has no <mask>"]);
+    fails(&["--task", "embed", "ok", "   "], None, &["input 2 is empty"]);
+    fails(&["--task", "embed"], Some(b"fine\n\xff\xfe\n"), &["<stdin>: line 2 is not valid UTF-8"]);
+    fails(&["--task", "embed"], Some(b""), &["no input"]);
+    let not_gguf = tiny().join("config.json");
+    let (ok, _, err) = {
+        let o = Command::new(env!("CARGO_BIN_EXE_xlmr")).args(["run", "-m"]).arg(&not_gguf).args(["--task", "embed", "x"]).output().unwrap();
+        (o.status.success(), (), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    assert!(!ok && err.contains("config.json") && err.contains("not a GGUF file"), "{err}");
+}
