@@ -272,10 +272,9 @@ unsafe fn read_texts<'a>(texts: *const *const c_char, n_texts: usize) -> Result<
     let pointers = unsafe { std::slice::from_raw_parts(texts, n_texts) };
     pointers
         .iter()
-        // Safety: each entry is NULL or a NUL-terminated string per the caller's contract.
-        .map(|&p| unsafe { read_text(p, "a text") })
         .enumerate()
-        .map(|(i, r)| r.map_err(|f| Failure::invalid(f.message.replace("invalid argument: a text", &format!("texts[{i}]")))))
+        // Safety: each entry is NULL or a NUL-terminated string per the caller's contract.
+        .map(|(i, &p)| unsafe { read_text(p, &format!("texts[{i}]")) })
         .collect()
 }
 
