@@ -29,6 +29,11 @@ enum Command {
 /// Runs the CLI; returns the process exit code. Errors are printed as one line.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    // XLMR_ISA=scalar|avx2|avx512|avx512vnni|neon forces a kernel level; a bad value is an error.
+    if let Err(e) = xlmr::kernels::init_isa_from_env() {
+        eprintln!("xlmr: error: {e}");
+        return 1;
+    }
     let result = match cli.command {
         Command::Convert(args) => convert::run(args),
         Command::Info(args) => info::run(args),

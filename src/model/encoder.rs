@@ -4,7 +4,7 @@
 
 use super::config::ModelConfig;
 use super::weights::{Layer, Weights};
-use crate::kernels::{attention, gelu_erf, layer_norm, matmul, matmul_acc};
+use crate::kernels::{attention, gelu_erf, layer_norm, matmul, matmul_with_scratch, MatmulScratch, QMatrix};
 use crate::quant::dequantize;
 
 /// Work buffers for one batch shape, allocated once and reused by every layer.
@@ -18,12 +18,14 @@ pub struct Scratch {
     attn: Vec<f32>,
     /// `[n, ffn]`.
     up: Vec<f32>,
+    /// Quantized activations, reused by every matmul.
+    mm: MatmulScratch,
 }
 
 impl Scratch {
     pub fn new(c: &ModelConfig, n: usize) -> Self {
         let z = |len: usize| vec![0.0f32; len];
-        Scratch { x: z(n * c.hidden), h: z(n * c.hidden), q: z(n * c.hidden), k: z(n * c.hidden), v: z(n * c.hidden), attn: z(n * c.hidden), up: z(n * c.ffn) }
+        Scratch { x: z(n * c.hidden), h: z(n * c.hidden), q: z(n * c.hidden), k: z(n * c.hidden), v: z(n * c.hidden), attn: z(n * c.hidden), up: z(n * c.ffn), mm: MatmulScratch::new() }
     }
 }
 
@@ -87,19 +89,27 @@ fn embed(w: &Weights, c: &ModelConfig, batch: &Batch, x: &mut [f32]) {
 // s.x: [n, hidden] updated in place: x += attn(LN(x)); x += ffn(LN(x))
 fn layer_forward(layer: &Layer, c: &ModelConfig, batch: &Batch, s: &mut Scratch) {
     let (h, n, t) = (c.hidden, batch.b * batch.t, batch.t);
+    let mm = &mut s.mm;
+    // y = x W^T + b (or y += ... when `acc`), reusing the activation buffers.
+    let mut linear = |w: &QMatrix, b: &[f32], x: &[f32], y: &mut [f32], acc: bool| matmul_with_scratch(w, x, Some(b), y, n, acc, mm);
     layer_norm(&s.x, layer.attn_norm.w, layer.attn_norm.b, c.eps, &mut s.h, h);
-    matmul(&layer.q.w, &s.h, Some(layer.q.b), &mut s.q, n);
-    matmul(&layer.k.w, &s.h, Some(layer.k.b), &mut s.k, n);
-    matmul(&layer.v.w, &s.h, Some(layer.v.b), &mut s.v, n);
+    linear(&layer.q.w, layer.q.b, &s.h, &mut s.q, false);
+    linear(&layer.k.w, layer.k.b, &s.h, &mut s.k, false);
+    linear(&layer.v.w, layer.v.b, &s.h, &mut s.v, false);
     for b in 0..batch.b {
-        let r = b * t * h..(b + 1) * t * h;
-        attention(&s.q[r.clone()], &s.k[r.clone()], &s.v[r.clone()], &batch.mask[b * t..(b + 1) * t], t, c.heads, c.head_dim, &mut s.attn[r]);
+        // Right padding: the real tokens are a prefix. Attending over exactly those (not
+        // over masked padding) gives each input the same arithmetic as when run alone.
+        let len = batch.mask[b * t..(b + 1) * t].iter().filter(|&&m| m).count();
+        let r = b * t * h..(b * t + len) * h;
+        attention(&s.q[r.clone()], &s.k[r.clone()], &s.v[r.clone()], &batch.mask[b * t..b * t + len], len, c.heads, c.head_dim, &mut s.attn[r]);
+        // Padding rows are never read back; keep them finite for the next matmuls.
+        s.attn[(b * t + len) * h..(b + 1) * t * h].fill(0.0);
     }
-    matmul_acc(&layer.attn_out.w, &s.attn, Some(layer.attn_out.b), &mut s.x, n);
+    linear(&layer.attn_out.w, layer.attn_out.b, &s.attn, &mut s.x, true);
     layer_norm(&s.x, layer.ffn_norm.w, layer.ffn_norm.b, c.eps, &mut s.h, h);
-    matmul(&layer.ffn_up.w, &s.h, Some(layer.ffn_up.b), &mut s.up, n);
+    linear(&layer.ffn_up.w, layer.ffn_up.b, &s.h, &mut s.up, false);
     gelu_erf(&mut s.up);
-    matmul_acc(&layer.ffn_down.w, &s.up, Some(layer.ffn_down.b), &mut s.x, n);
+    linear(&layer.ffn_down.w, layer.ffn_down.b, &s.up, &mut s.x, true);
 }
 
 /// Runs the encoder over `batch`. `on_hidden(i, states)` sees transformers'
