@@ -224,6 +224,14 @@ fn activation_quantizers_match_scalar_exactly() {
         let mut x = rng.vec(t * cols, 5.0);
         x[10] = 0.0;
         x[300..340].fill(0.0); // an all-zero block
+        // A block whose scale is exactly 1: every value rounds a tie (to even).
+        x[512] = 127.0;
+        for i in 1..32 {
+            x[512 + i] = i as f32 - 15.5;
+        }
+        // A Q8_K block whose largest magnitudes tie with opposite signs (the first wins).
+        x[2 * cols + 7] = -9.0;
+        x[2 * cols + 100] = 9.0;
         let mut want = QuantActs::default();
         kernels::quantize_acts(Isa::Scalar, format, &x, t, cols, &mut want);
         for level in Isa::supported() {

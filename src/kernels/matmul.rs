@@ -99,21 +99,27 @@ pub fn matmul_at_level(
             ts.out.clear();
             ts.out.resize(t * TILE_ROWS, f32::NAN);
             compute_tile(level, w, r0, nr, acts, x, t, ts);
+            let bias = bias.map(|b| &b[r0..r0 + nr]);
             for tok in 0..t {
-                for r in 0..nr {
-                    let v = ts.out[tok * TILE_ROWS + r] + bias.map_or(0.0, |b| b[r0 + r]);
-                    let idx = tok * rows + r0 + r;
-                    // Safety: idx < t * rows == y.len(), and tiles cover disjoint
-                    // column ranges r0..r0+nr, so no two threads touch the same element;
-                    // `y` stays mutably borrowed for the whole parallel loop.
-                    unsafe {
-                        let p = y_out.get().add(idx);
-                        *p = if accumulate { *p + v } else { v };
-                    }
-                }
+                // Safety: tiles cover disjoint column ranges r0..r0+nr of each output row
+                // tok (in bounds: (tok, r0 + nr) <= (t - 1, rows)), so no two threads
+                // touch the same elements; `y` stays mutably borrowed for the whole loop.
+                let dst = unsafe { std::slice::from_raw_parts_mut(y_out.get().add(tok * rows + r0), nr) };
+                write_tile_row(dst, &ts.out[tok * TILE_ROWS..tok * TILE_ROWS + nr], bias, accumulate);
             }
         });
     });
+}
+
+/// dst (+)= tile + bias, slice-wise so that it vectorizes.
+#[inline]
+fn write_tile_row(dst: &mut [f32], tile: &[f32], bias: Option<&[f32]>, accumulate: bool) {
+    match (bias, accumulate) {
+        (Some(b), true) => dst.iter_mut().zip(tile).zip(b).for_each(|((d, &v), &b)| *d += v + b),
+        (Some(b), false) => dst.iter_mut().zip(tile).zip(b).for_each(|((d, &v), &b)| *d = v + b),
+        (None, true) => dst.iter_mut().zip(tile).for_each(|(d, &v)| *d += v),
+        (None, false) => dst.copy_from_slice(tile),
+    }
 }
 
 /// A raw output pointer that rayon tasks may share because they write disjoint elements.

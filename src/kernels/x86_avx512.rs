@@ -315,3 +315,81 @@ unsafe fn token_chunk<D: DotStep, const NT: usize>(ty: GgmlType, packed: &[u8], 
         _mm512_storeu_ps(out.as_mut_ptr().add((tok0 + n) * TILE_ROWS), acc[n]);
     }
 }
+
+impl Avx512 {
+    /// [`super::scalar::quantize_row_q8_0`] with explicit AVX-512, bit for bit.
+    // x: [cols] -> qs: [cols], d: [cols / 32], sums: [cols / 32]
+    pub fn quantize_row_q8_0_simd(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+        let blocks = x.len() / 32;
+        assert!(qs.len() >= 32 * blocks && d.len() >= blocks && sums.len() >= blocks, "quantize_row_q8_0: short outputs");
+        // Safety: the token proves the features; the assert bounds every access.
+        unsafe { quantize_q8_0(x.as_ptr(), blocks, qs.as_mut_ptr(), d, sums) }
+    }
+
+    /// [`super::scalar::quantize_row_q8_k`] with explicit AVX-512, bit for bit.
+    // x: [cols] -> qs: [cols], d: [cols / 256], sums: [cols / 32]
+    pub fn quantize_row_q8_k_simd(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+        let blocks = x.len() / QK_K;
+        assert!(qs.len() >= QK_K * blocks && d.len() >= blocks && sums.len() >= 8 * blocks, "quantize_row_q8_k: short outputs");
+        // Safety: as above.
+        unsafe { quantize_q8_k(x, blocks, qs.as_mut_ptr(), d, sums) }
+    }
+}
+
+/// Rounds `v` to the nearest integer (ties to even) as i32, NaN to 0 like Rust's `as`.
+#[inline(always)]
+unsafe fn round_to_i32(v: __m512) -> __m512i {
+    let q = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+    _mm512_mask_mov_epi32(q, nan, _mm512_setzero_si512())
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+unsafe fn quantize_q8_0(x: *const f32, blocks: usize, qs: *mut i8, d: &mut [f32], sums: &mut [i32]) {
+    for b in 0..blocks {
+        let lo = _mm512_loadu_ps(x.add(32 * b));
+        let hi = _mm512_loadu_ps(x.add(32 * b + 16));
+        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+        let inv = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+        let qlo = round_to_i32(_mm512_mul_ps(lo, inv));
+        let qhi = round_to_i32(_mm512_mul_ps(hi, inv));
+        _mm_storeu_si128(qs.add(32 * b).cast(), _mm512_cvtepi32_epi8(qlo));
+        _mm_storeu_si128(qs.add(32 * b + 16).cast(), _mm512_cvtepi32_epi8(qhi));
+        d[b] = amax / 127.0;
+        sums[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+unsafe fn quantize_q8_k(x: &[f32], blocks: usize, qs: *mut i8, d: &mut [f32], sums: &mut [i32]) {
+    for b in 0..blocks {
+        let xb = &x[QK_K * b..QK_K * (b + 1)];
+        let mut vmax = _mm512_setzero_ps();
+        for c in 0..QK_K / 16 {
+            vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(xb.as_ptr().add(16 * c))));
+        }
+        let amax = _mm512_reduce_max_ps(vmax);
+        if amax == 0.0 {
+            std::ptr::write_bytes(qs.add(QK_K * b), 0, QK_K);
+            d[b] = 0.0;
+            sums[8 * b..8 * b + 8].fill(0);
+            continue;
+        }
+        // The value of largest magnitude (the first one, on ties) sets the sign.
+        let max = xb.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
+        let iscale = -127.0 / max;
+        let vs = _mm512_set1_ps(iscale);
+        let top = _mm512_set1_epi32(127);
+        for j in 0..8 {
+            let mut sum = _mm512_setzero_si512();
+            for h in 0..2 {
+                let off = 32 * j + 16 * h;
+                let q = _mm512_min_epi32(round_to_i32(_mm512_mul_ps(vs, _mm512_loadu_ps(xb.as_ptr().add(off)))), top);
+                _mm_storeu_si128(qs.add(QK_K * b + off).cast(), _mm512_cvtepi32_epi8(q));
+                sum = _mm512_add_epi32(sum, q);
+            }
+            sums[8 * b + j] = _mm512_reduce_add_epi32(sum);
+        }
+        d[b] = 1.0 / iscale;
+    }
+}
