@@ -56,8 +56,34 @@ pub fn load_tokenizer_json(dir: &Path) -> Result<String> {
     } else {
         return Err(Error::format(dir, "no tokenizer found: expected tokenizer.json or sentencepiece.bpe.model"));
     };
+    let mut json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::format(&from, format!("invalid tokenizer JSON: {e}")))?;
+    as_transformers5_builds_it(&mut json);
+    let text = json.to_string();
     text.parse::<tokenizers::Tokenizer>().map_err(|e| Error::format(&from, format!("invalid tokenizer: {e}")))?;
     Ok(text)
+}
+
+/// transformers 5 does not take an XLM-R tokenizer.json's normalizer and pre-tokenizer as
+/// written: it rebuilds them (the precompiled charsmap alone; whitespace split, then
+/// Metaspace). Hub files written by older versions (charsmap + `Replace(" {2,}")`, Metaspace
+/// alone) would otherwise tokenize whitespace differently, so we rebuild them the same way.
+fn as_transformers5_builds_it(json: &mut serde_json::Value) {
+    use serde_json::json;
+    if json["model"]["type"] != "Unigram" {
+        return;
+    }
+    let normalizer = &json["normalizer"];
+    let precompiled = if normalizer["type"] == "Precompiled" {
+        normalizer.clone()
+    } else {
+        let parts = normalizer["normalizers"].as_array().cloned().unwrap_or_default();
+        parts.into_iter().find(|n| n["type"] == "Precompiled").unwrap_or(serde_json::Value::Null)
+    };
+    let metaspace = json!({"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "always", "split": true});
+    json["normalizer"] = precompiled;
+    json["pre_tokenizer"] = json!({"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, metaspace.clone()]});
+    json["decoder"] = metaspace;
 }
 
 fn special_id(tok: &tokenizers::Tokenizer, token: &str, path: &Path) -> Result<u32> {
