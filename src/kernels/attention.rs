@@ -1,7 +1,13 @@
 //! Multi-head self-attention for one sequence, parallel over heads.
+//!
+//! The SIMD levels run a blocked kernel: 8 queries at a time against 16 keys (scores)
+//! or 16 value columns (outputs), so each key or value vector loaded from cache feeds
+//! 8 independent FMA chains. The scalar level keeps the plain per-query loops as the
+//! reference.
 
 use super::{isa, Isa};
 use rayon::prelude::*;
+use std::cell::RefCell;
 
 /// Score given to masked keys: finite, so a row whose keys are all masked gets a
 /// uniform distribution instead of NaN.
@@ -37,6 +43,171 @@ pub fn attention_at_level(
         return;
     }
     let level = if level.is_supported() { level } else { Isa::Scalar };
+    if level == Isa::Scalar {
+        return attention_reference(q, k, v, key_mask, t, heads, head_dim, out);
+    }
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let dp = head_dim.next_multiple_of(LANES);
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    (0..heads).into_par_iter().for_each(|h| {
+        HEAD_SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let hs = &mut *guard;
+            hs.prepare(q, k, v, t, hd, h * head_dim, head_dim, scale);
+            run_blocked_head(level, hs, key_mask, t, head_dim);
+            for i in 0..t {
+                // Safety: head h writes only columns h*head_dim..(h+1)*head_dim of each
+                // row i < t, disjoint from every other task; `out` is borrowed mutably
+                // for the whole loop and has t * hd values (asserted above).
+                let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(i * hd + h * head_dim), head_dim) };
+                dst.copy_from_slice(&hs.out[i * dp..i * dp + head_dim]);
+            }
+        });
+    });
+}
+
+const LANES: usize = 16;
+/// Queries per block.
+const QB: usize = 8;
+
+/// One head's operands, laid out for the blocked kernel and reused across calls.
+#[derive(Default)]
+struct HeadScratch {
+    /// Scaled queries `[t, d]`.
+    q: Vec<f32>,
+    /// Keys transposed, `[d, tp]`, zero beyond t.
+    kt: Vec<f32>,
+    /// Values `[t, dp]`, zero beyond d.
+    v: Vec<f32>,
+    /// Scores of one query block, `[QB, tp]`.
+    scores: Vec<f32>,
+    /// Outputs `[t, dp]`.
+    out: Vec<f32>,
+}
+
+impl HeadScratch {
+    // q, k, v: [t, hd], head columns col0..col0+d
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(&mut self, q: &[f32], k: &[f32], v: &[f32], t: usize, hd: usize, col0: usize, d: usize, scale: f32) {
+        let (tp, dp) = (t.next_multiple_of(LANES), d.next_multiple_of(LANES));
+        let fill = |buf: &mut Vec<f32>, n: usize| {
+            buf.clear();
+            buf.resize(n, 0.0);
+        };
+        fill(&mut self.q, t * d);
+        fill(&mut self.kt, d * tp);
+        fill(&mut self.v, t * dp);
+        fill(&mut self.scores, QB * tp);
+        fill(&mut self.out, t * dp);
+        for s in 0..t {
+            let row = s * hd + col0;
+            for c in 0..d {
+                self.q[s * d + c] = q[row + c] * scale;
+                self.kt[c * tp + s] = k[row + c];
+            }
+            self.v[s * dp..s * dp + d].copy_from_slice(&v[row..row + d]);
+        }
+    }
+}
+
+thread_local! {
+    static HEAD_SCRATCH: RefCell<HeadScratch> = RefCell::new(HeadScratch::default());
+}
+
+/// A raw output pointer that rayon tasks may share because they write disjoint elements.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// Safety: only used for disjoint writes, see `attention_at_level`.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+impl SharedOut {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+        unsafe fn avx512(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
+            blocked_head(hs, mask, t, d)
+        }
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn avx2(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
+            blocked_head(hs, mask, t, d)
+        }
+        if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && super::x86_avx512::Avx512::new().is_some() {
+            // Safety: the token check proves the CPU has these features.
+            return unsafe { avx512(hs, mask, t, d) };
+        }
+        if super::x86_avx2::Avx2::new().is_some() {
+            // Safety: as above.
+            return unsafe { avx2(hs, mask, t, d) };
+        }
+    }
+    let _ = level;
+    // aarch64: NEON and FMA are part of the baseline target.
+    blocked_head(hs, mask, t, d)
+}
+
+/// softmax(q kᵀ + mask) v for one head, `QB` queries at a time. Written with fixed-size
+/// lane arrays so that it vectorizes under the caller's target features.
+#[inline(always)]
+fn blocked_head(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
+    let (tp, dp) = (t.next_multiple_of(LANES), d.next_multiple_of(LANES));
+    let HeadScratch { q, kt, v, scores, out } = hs;
+    for i0 in (0..t).step_by(QB) {
+        let nq = QB.min(t - i0);
+        // A short last block repeats its last query; those rows are never read back.
+        let qrow: [usize; QB] = std::array::from_fn(|j| (i0 + j.min(nq - 1)) * d);
+        for s0 in (0..tp).step_by(LANES) {
+            let mut acc = [[0.0f32; LANES]; QB];
+            for c in 0..d {
+                let kv: &[f32; LANES] = kt[c * tp + s0..c * tp + s0 + LANES].try_into().expect("LANES");
+                for j in 0..QB {
+                    let a = q[qrow[j] + c];
+                    for l in 0..LANES {
+                        acc[j][l] = a.mul_add(kv[l], acc[j][l]);
+                    }
+                }
+            }
+            for j in 0..QB {
+                scores[j * tp + s0..j * tp + s0 + LANES].copy_from_slice(&acc[j]);
+            }
+        }
+        for j in 0..nq {
+            let row = &mut scores[j * tp..j * tp + t];
+            for (sc, &keep) in row.iter_mut().zip(mask) {
+                if !keep {
+                    *sc = MASKED_SCORE;
+                }
+            }
+            super::generic::softmax_inplace(row);
+        }
+        for c0 in (0..dp).step_by(LANES) {
+            let mut acc = [[0.0f32; LANES]; QB];
+            for s in 0..t {
+                let vv: &[f32; LANES] = v[s * dp + c0..s * dp + c0 + LANES].try_into().expect("LANES");
+                for j in 0..QB {
+                    let p = scores[j * tp + s];
+                    for l in 0..LANES {
+                        acc[j][l] = p.mul_add(vv[l], acc[j][l]);
+                    }
+                }
+            }
+            for j in 0..nq {
+                out[(i0 + j) * dp + c0..(i0 + j) * dp + c0 + LANES].copy_from_slice(&acc[j]);
+            }
+        }
+    }
+}
+
+/// The plain version (the scalar level): per head, per query, over transposed K and V.
+#[allow(clippy::too_many_arguments)]
+fn attention_reference(q: &[f32], k: &[f32], v: &[f32], key_mask: &[bool], t: usize, heads: usize, head_dim: usize, out: &mut [f32]) {
+    let level = Isa::Scalar;
+    let hd = heads * head_dim;
     let scale = 1.0 / (head_dim as f32).sqrt();
     // One task per head. Keys and values are transposed to [head_dim, t] so that both
     // the scores (head_dim axpys of length t) and the weighted sum of values (head_dim
