@@ -29,6 +29,8 @@ impl MatmulScratch {
 pub(crate) struct TileScratch {
     pub out: Vec<f32>,
     pub repack: Vec<u8>,
+    /// A short last tile's rows, padded to TILE_ROWS (AVX-512 repack).
+    pub pad: Vec<u8>,
     pub row_f32: Vec<f32>,
 }
 

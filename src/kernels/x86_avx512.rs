@@ -52,11 +52,13 @@ impl Avx512 {
             GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4K => {
                 // Safety: as above; VNNI instructions run only when `vnni` was checked.
                 unsafe {
-                    repack_tile(w, r0, nr, &mut ts.repack);
+                    repack_tile(w, r0, nr, &mut ts.repack, &mut ts.pad);
+                    // The buffer may be longer, left from a wider matrix.
+                    let packed = &ts.repack[..w.cols / 32 * group_bytes(w.ty)];
                     if vnni {
-                        quant_tile_vnni(w.ty, &ts.repack, acts, t, &mut ts.out);
+                        quant_tile_vnni(w.ty, packed, acts, t, &mut ts.out);
                     } else {
-                        quant_tile_emulated(w.ty, &ts.repack, acts, t, &mut ts.out);
+                        quant_tile_emulated(w.ty, packed, acts, t, &mut ts.out);
                     }
                 }
                 true
@@ -110,56 +112,83 @@ unsafe fn transpose_16x4(src: [*const u8; 16]) -> [__m512i; 4] {
     ]
 }
 
-/// Repacks rows r0..r0+nr of `w` (missing rows of a short tile read row r0 and are
-/// ignored) into `dst`: per 32 columns, 8 vectors of unsigned weight bytes (vector k
-/// holds columns 4k..4k+4 of each row), 16 f32 scales, and for Q4_K 16 f32 mins.
+/// Repacks rows r0..r0+nr of `w` (a short last tile is padded with copies of row r0,
+/// whose results are ignored) into `dst`: per 32 columns, 8 vectors of unsigned weight
+/// bytes (vector k holds columns 4k..4k+4 of each row), 16 f32 scales, and for Q4_K
+/// 16 f32 mins. Blocks are addressed as `base + r * stride + offset` on raw pointers:
+/// slices of 16 rows cost more in bounds checks and spilled registers than the repack.
 // w: [rows, cols] -> dst: [cols / 32, group_bytes]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-unsafe fn repack_tile(w: &QMatrix, r0: usize, nr: usize, dst: &mut Vec<u8>) {
+unsafe fn repack_tile(w: &QMatrix, r0: usize, nr: usize, dst: &mut Vec<u8>, pad: &mut Vec<u8>) {
     let groups = w.cols / 32;
     let gb = group_bytes(w.ty);
-    dst.clear();
-    dst.resize(groups * gb, 0);
-    let row = |r: usize| r0 + if r < nr { r } else { 0 };
+    // Every byte is overwritten below: grow without clearing.
+    if dst.len() < groups * gb {
+        dst.resize(groups * gb, 0);
+    }
+    let stride = w.ty.row_bytes(w.cols).expect("validated in QMatrix::new");
+    let base = if nr == TILE_ROWS {
+        w.data[r0 * stride..(r0 + TILE_ROWS) * stride].as_ptr()
+    } else {
+        pad.clear();
+        for r in 0..TILE_ROWS {
+            let src = r0 + if r < nr { r } else { 0 };
+            pad.extend_from_slice(&w.data[src * stride..(src + 1) * stride]);
+        }
+        pad.as_ptr()
+    };
+    // Safety (for all pointer arithmetic below): `base` points at 16 rows of `stride`
+    // bytes, and every offset stays inside row r's blocks.
+    let at = |blk: *const u8, r: usize, offset: usize| blk.add(r * stride + offset);
+    let f16_bits = |p: *const u8| p.cast::<u16>().read_unaligned();
     let out = dst.as_mut_ptr();
     let low = _mm512_set1_epi8(0x0F);
     let flip = _mm512_set1_epi8(-128);
     match w.ty {
         GgmlType::Q8_0 => {
-            let rows: [&[BlockQ8_0]; 16] = std::array::from_fn(|r| w.row_blocks(row(r)));
             for b in 0..groups {
                 let g = out.add(b * gb);
+                let blk = base.add(b * size_of::<BlockQ8_0>());
+                if b % 2 == 0 {
+                    prefetch_rows(std::array::from_fn(|r| at(blk, r, 0)));
+                }
                 for half in 0..2 {
-                    let src = std::array::from_fn(|r| rows[r][b].qs.as_ptr().add(16 * half).cast::<u8>());
+                    let src = std::array::from_fn(|r| at(blk, r, 2 + 16 * half));
                     for (m, v) in transpose_16x4(src).into_iter().enumerate() {
                         // w + 128 as an unsigned byte.
                         _mm512_storeu_si512(g.add(64 * (4 * half + m)).cast(), _mm512_xor_si512(v, flip));
                     }
                 }
-                store_f16x16(g.add(8 * 64), std::array::from_fn(|r| rows[r][b].d.to_bits()));
+                store_f16x16(g.add(8 * 64), std::array::from_fn(|r| f16_bits(at(blk, r, 0))));
             }
         }
         GgmlType::Q4_0 => {
-            let rows: [&[BlockQ4_0]; 16] = std::array::from_fn(|r| w.row_blocks(row(r)));
             for b in 0..groups {
                 let g = out.add(b * gb);
-                let src = std::array::from_fn(|r| rows[r][b].qs.as_ptr());
+                let blk = base.add(b * size_of::<BlockQ4_0>());
+                if b % 4 == 0 {
+                    prefetch_rows(std::array::from_fn(|r| at(blk, r, 0)));
+                }
+                let src = std::array::from_fn(|r| at(blk, r, 2));
                 for (m, v) in transpose_16x4(src).into_iter().enumerate() {
                     // Low nibbles are columns 4m..4m+4, high nibbles 16+4m..16+4m+4.
                     _mm512_storeu_si512(g.add(64 * m).cast(), _mm512_and_si512(v, low));
                     _mm512_storeu_si512(g.add(64 * (4 + m)).cast(), _mm512_and_si512(_mm512_srli_epi16::<4>(v), low));
                 }
-                store_f16x16(g.add(8 * 64), std::array::from_fn(|r| rows[r][b].d.to_bits()));
+                store_f16x16(g.add(8 * 64), std::array::from_fn(|r| f16_bits(at(blk, r, 0))));
             }
         }
         GgmlType::Q4K => {
-            let rows: [&[BlockQ4K]; 16] = std::array::from_fn(|r| w.row_blocks(row(r)));
+            // Field offsets in a BlockQ4K: d 0, dmin 2, scales 4..16, qs 16..144.
             for sb in 0..w.cols / QK_K {
+                let blk = base.add(sb * size_of::<BlockQ4K>());
+                prefetch_rows(std::array::from_fn(|r| at(blk, r, 0)));
+                prefetch_rows(std::array::from_fn(|r| at(blk, r, 64)));
                 for c in 0..4 {
                     // Bytes 32c..32c+32 hold sub-block 2c (low nibbles) and 2c+1 (high).
                     let (glo, ghi) = (out.add((8 * sb + 2 * c) * gb), out.add((8 * sb + 2 * c + 1) * gb));
                     for half in 0..2 {
-                        let src = std::array::from_fn(|r| rows[r][sb].qs.as_ptr().add(32 * c + 16 * half));
+                        let src = std::array::from_fn(|r| at(blk, r, 16 + 32 * c + 16 * half));
                         for (m, v) in transpose_16x4(src).into_iter().enumerate() {
                             let k = 4 * half + m;
                             _mm512_storeu_si512(glo.add(64 * k).cast(), _mm512_and_si512(v, low));
@@ -167,14 +196,15 @@ unsafe fn repack_tile(w: &QMatrix, r0: usize, nr: usize, dst: &mut Vec<u8>) {
                         }
                     }
                 }
-                let d = _mm512_cvtph_ps(_mm256_loadu_si256(std::array::from_fn::<u16, 16, _>(|r| rows[r][sb].d.to_bits()).as_ptr().cast()));
-                let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(std::array::from_fn::<u16, 16, _>(|r| rows[r][sb].dmin.to_bits()).as_ptr().cast()));
+                let d = _mm512_cvtph_ps(_mm256_loadu_si256(std::array::from_fn::<u16, 16, _>(|r| f16_bits(at(blk, r, 0))).as_ptr().cast()));
+                let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(std::array::from_fn::<u16, 16, _>(|r| f16_bits(at(blk, r, 2))).as_ptr().cast()));
+                let scales: [[u8; 12]; 16] = std::array::from_fn(|r| at(blk, r, 4).cast::<[u8; 12]>().read_unaligned());
                 for j in 0..8 {
                     let g = out.add((8 * sb + j) * gb);
                     let mut sc = [0i32; 16];
                     let mut mn = [0i32; 16];
                     for r in 0..16 {
-                        let (s, m) = get_scale_min_k4(j, &rows[r][sb].scales);
+                        let (s, m) = get_scale_min_k4(j, &scales[r]);
                         (sc[r], mn[r]) = (s as i32, m as i32);
                     }
                     let sc = _mm512_cvtepi32_ps(_mm512_loadu_si512(sc.as_ptr().cast()));
@@ -185,6 +215,19 @@ unsafe fn repack_tile(w: &QMatrix, r0: usize, nr: usize, dst: &mut Vec<u8>) {
             }
         }
         GgmlType::F32 | GgmlType::F16 => unreachable!("float weights are not repacked"),
+    }
+}
+
+/// Bytes ahead of the current block that the repack prefetches in each of its 16 row
+/// streams (the hardware prefetcher does not keep up with 16 strided streams).
+const PREFETCH_AHEAD: usize = 512;
+
+/// Prefetches `PREFETCH_AHEAD` bytes past `p` in each of the 16 rows.
+#[inline(always)]
+unsafe fn prefetch_rows(p: [*const u8; 16]) {
+    for r in p {
+        // A prefetch never faults, so running past the end of the row is harmless.
+        _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(PREFETCH_AHEAD).cast());
     }
 }
 
