@@ -192,12 +192,16 @@ pub fn quantize_acts(level: Isa, format: ActFormat, x: &[f32], t: usize, cols: u
 /// out[t, :] = (x[t, :] - mean) / sqrt(var + eps) * w + b.   x, out: [t, c]; w, b: [c]
 pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32], c: usize) {
     assert!(c > 0 && x.len() % c == 0 && out.len() == x.len() && w.len() == c && b.len() == c, "layer_norm: bad shapes");
-    isa::layer_norm(isa(), x, w, b, eps, out, c);
+    let level = isa();
+    // Rows are independent: a few per task.
+    x.par_chunks(4 * c).zip(out.par_chunks_mut(4 * c)).for_each(|(xr, or)| isa::layer_norm(level, xr, w, b, eps, or, c));
 }
 
 /// Exact (erf) GELU in place, ~1e-7 relative error.
 pub fn gelu_erf(x: &mut [f32]) {
-    isa::gelu_erf(isa(), x);
+    let level = isa();
+    // Element-wise: chunks big enough to amortize a task, small enough to split [t, 10240].
+    x.par_chunks_mut(1 << 14).for_each(|chunk| isa::gelu_erf(level, chunk));
 }
 
 /// Numerically stable softmax of one row, in place.
