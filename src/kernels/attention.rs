@@ -5,7 +5,7 @@
 //! 8 independent FMA chains. The scalar level keeps the plain per-query loops as the
 //! reference.
 
-use super::{isa, Isa};
+use super::{SharedOut, isa, Isa};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -114,17 +114,6 @@ thread_local! {
     static HEAD_SCRATCH: RefCell<HeadScratch> = RefCell::new(HeadScratch::default());
 }
 
-/// A raw output pointer that rayon tasks may share because they write disjoint elements.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// Safety: only used for disjoint writes, see `attention_at_level`.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-impl SharedOut {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
 
 fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
     #[cfg(target_arch = "x86_64")]

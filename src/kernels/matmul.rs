@@ -3,7 +3,7 @@
 //! the current ISA level, so a weight row is loaded (and, for the AVX-512 kernels,
 //! repacked) once per tile and reused for every token.
 
-use super::{isa, quantize_acts, scalar, ActFormat, Isa, QMatrix, QuantActs};
+use super::{SharedOut, isa, quantize_acts, scalar, ActFormat, Isa, QMatrix, QuantActs};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -124,17 +124,6 @@ fn write_tile_row(dst: &mut [f32], tile: &[f32], bias: Option<&[f32]>, accumulat
     }
 }
 
-/// A raw output pointer that rayon tasks may share because they write disjoint elements.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// Safety: only used for disjoint writes, see the loop above.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-impl SharedOut {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
 
 /// ts.out[tok * TILE_ROWS + r] = dot(W row r0 + r, token tok), r < nr, tok < t.
 #[allow(clippy::too_many_arguments)]

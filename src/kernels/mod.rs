@@ -208,3 +208,16 @@ pub fn gelu_erf(x: &mut [f32]) {
 pub fn softmax_inplace(x: &mut [f32]) {
     isa::softmax_inplace(isa(), x);
 }
+
+/// A raw output pointer that rayon tasks may share because each writes disjoint elements
+/// (matmul: disjoint row ranges of every token; attention: disjoint heads).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub(crate) *mut f32);
+// Safety: only used for disjoint writes; each user states why its writes are disjoint.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+impl SharedOut {
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}

@@ -29,15 +29,8 @@ pub fn quantize_row_q8_0(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i3
 // x: [cols] -> qs: [cols], d: [cols / 256], sums: [cols / 32]
 pub fn quantize_row_q8_k(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
     for (b, (xb, qb)) in x.chunks_exact(QK_K).zip(qs.chunks_exact_mut(QK_K)).enumerate() {
-        let mut max = 0.0f32;
-        let mut amax = 0.0f32;
-        for &v in xb {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
-        if amax == 0.0 {
+        let max = crate::quant::q8::max_by_magnitude(xb);
+        if max == 0.0 {
             qb.fill(0);
             d[b] = 0.0;
             sums[8 * b..8 * b + 8].fill(0);

@@ -1,6 +1,7 @@
 //! Q4_0: scalar reference quantizer (ggml's `quantize_row_q4_0_ref`) and dequantizer.
 
 use super::blocks::{BlockQ4_0, QK4_0};
+use super::q8::max_by_magnitude;
 use half::f16;
 
 /// x: [n], y: [n / 32]. The value of largest magnitude maps to -8 exactly, so the
@@ -8,15 +9,7 @@ use half::f16;
 pub fn quantize_row_q4_0_ref(x: &[f32], y: &mut [BlockQ4_0]) {
     assert_eq!(x.len(), y.len() * QK4_0, "q4_0: row length must be 32 * blocks");
     for (xb, yb) in x.chunks_exact(QK4_0).zip(y.iter_mut()) {
-        let mut amax = 0.0f32;
-        let mut max = 0.0f32;
-        for &v in xb {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
-        let d = max / -8.0;
+        let d = max_by_magnitude(xb) / -8.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         yb.d = f16::from_f32(d);
         for j in 0..QK4_0 / 2 {

@@ -36,20 +36,25 @@ pub(crate) fn nearest_int(x: f32) -> i32 {
     x.round_ties_even() as i32
 }
 
+/// The value of largest magnitude (the first such, keeping its sign); 0 for an all-zero x.
+/// Q4_0 and Q8_K map it exactly to the end of their integer range.
+pub fn max_by_magnitude(x: &[f32]) -> f32 {
+    let mut max = 0.0f32;
+    for &v in x {
+        if v.abs() > max.abs() {
+            max = v;
+        }
+    }
+    max
+}
+
 /// x: [n], y: [n / 256]. The scale keeps the sign of the largest-magnitude value so
 /// that it maps exactly to -127 (ggml's `quantize_row_q8_K_ref`).
 pub fn quantize_row_q8_k_ref(x: &[f32], y: &mut [BlockQ8K]) {
     assert_eq!(x.len(), y.len() * QK_K, "q8_k: row length must be 256 * blocks");
     for (xb, yb) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
-        let mut max = 0.0f32;
-        let mut amax = 0.0f32;
-        for &v in xb {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
-        if amax == 0.0 {
+        let max = max_by_magnitude(xb);
+        if max == 0.0 {
             yb.d = 0.0;
             yb.qs = [0; QK_K];
             yb.bsums = [0; QK_K / 16];
