@@ -165,10 +165,14 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
     let io_err = |e: std::io::Error| Error::io(out, e);
     writer.write_header(&mut w).map_err(io_err)?;
 
-    let total_elements: u64 = plans.iter().map(|p| p.shape.iter().product::<usize>() as u64).sum();
-    let bar = if opts.progress { ProgressBar::new(total_elements) } else { ProgressBar::hidden() };
+    // Progress in bytes of checkpoint read.
+    let mut total_bytes = 0u64;
+    for p in &plans {
+        total_bytes += p.hf_names.iter().find_map(|n| source.get(n).transpose()).transpose()?.map_or(0, |t| t.bytes.len() as u64);
+    }
+    let bar = if opts.progress { ProgressBar::new(total_bytes) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template("{msg:>28} [{bar:30}] {percent:>3}% {elapsed_precise} ETA {eta_precise}")
+        ProgressStyle::with_template("{msg:>28} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
             .expect("static template")
             .progress_chars("=> "),
     );
@@ -207,7 +211,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
             });
             w.write_all(&encoded).map_err(io_err)?;
             source.release(&raw.bytes[row * row_len * raw.dtype.size()..(row + n) * row_len * raw.dtype.size()]);
-            bar.inc((n * row_len) as u64);
+            bar.inc((n * row_len * raw.dtype.size()) as u64);
             row += n;
         }
         writer.pad_after_tensor(&mut w, i, rows * row_bytes).map_err(io_err)?;
