@@ -54,13 +54,6 @@ struct DequantInput {
     margins: Vec<f32>,
 }
 
-fn f32s(st: &safetensors::SafeTensors, name: &str) -> Vec<f32> {
-    match st.tensor(name) {
-        Ok(t) => t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
 fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}; run tools/dequant_reference.py", path.display()));
     serde_json::from_str(&text).unwrap()

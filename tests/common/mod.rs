@@ -65,7 +65,8 @@ pub struct Reference {
     pub inputs: Vec<RefInput>,
 }
 
-fn f32s(st: &safetensors::SafeTensors, name: &str) -> Vec<f32> {
+/// A tensor of a safetensors file as f32 values; empty if the file has no such tensor.
+pub fn f32s(st: &safetensors::SafeTensors, name: &str) -> Vec<f32> {
     match st.tensor(name) {
         Ok(t) => t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         Err(_) => Vec::new(),
