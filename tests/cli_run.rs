@@ -107,3 +107,39 @@ fn bad_inputs_are_one_line_errors() {
     };
     assert!(!ok && err.contains("config.json") && err.contains("not a GGUF file"), "{err}");
 }
+
+/// Packed weights (the default where the CPU has a packed GEMM) and the read-only
+/// mapping (`XLMR_PACK=0`) give the same hidden states up to f32 summation order: the
+/// integer block sums are identical, so max |diff| <= 1e-4 x max |h| after 3 layers.
+#[test]
+fn packed_and_mapped_weights_agree() {
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+        let model = converted(&tiny(), ty);
+        let states = |pack: &str| -> Vec<f64> {
+            let o = Command::new(env!("CARGO_BIN_EXE_xlmr"))
+                .env("XLMR_PACK", pack)
+                .args(["run", "-m"])
+                .arg(&model)
+                .args(["--task", "hidden-states", "--json", "Packed or not, the same numbers.", "Zweiter Satz <mask>."])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let mut flat = Vec::new();
+            fn walk(v: &serde_json::Value, out: &mut Vec<f64>) {
+                match v {
+                    serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                    serde_json::Value::Number(n) => out.push(n.as_f64().unwrap()),
+                    _ => {}
+                }
+            }
+            walk(&serde_json::from_slice(&o.stdout).unwrap(), &mut flat);
+            flat
+        };
+        let (packed, mapped) = (states("1"), states("0"));
+        assert_eq!(packed.len(), mapped.len());
+        let scale = mapped.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let diff = packed.iter().zip(&mapped).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        eprintln!("{ty}: packed vs mapped max diff {diff:e} (max {scale:e})");
+        assert!(diff <= 1e-4 * scale, "{ty}: max diff {diff:e} vs max {scale:e}");
+    }
+}

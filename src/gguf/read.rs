@@ -288,4 +288,21 @@ impl GgufFile {
     pub fn file_size(&self) -> usize {
         self.map.len()
     }
+
+    /// Drops this process's pages of a tensor that has been copied elsewhere (packed
+    /// weights), so they stop counting in its RSS; a later read faults them back in from
+    /// the file. Only whole pages inside the tensor are released; errors are ignored
+    /// (the pages then simply stay).
+    pub fn release_pages(&self, t: &TensorInfo) {
+        const PAGE: usize = 4096;
+        let start = (self.data_offset + t.offset).next_multiple_of(PAGE);
+        let end = (self.data_offset + t.offset + t.size) / PAGE * PAGE;
+        if end > start {
+            #[cfg(unix)]
+            // Safety: the mapping is a read-only private map of a file and is never
+            // written, so MADV_DONTNEED only discards clean pages that the kernel reloads
+            // from the file, unchanged, on the next access: no reader can observe it.
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
+    }
 }

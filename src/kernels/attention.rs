@@ -47,7 +47,7 @@ pub fn attention_at_level(
         return attention_reference(q, k, v, key_mask, t, heads, head_dim, out);
     }
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let dp = head_dim.next_multiple_of(LANES);
+    let dp = head_dim.next_multiple_of(KV * LANES);
     let out_ptr = SharedOut(out.as_mut_ptr());
     (0..heads).into_par_iter().for_each(|h| {
         HEAD_SCRATCH.with(|cell| {
@@ -69,6 +69,9 @@ pub fn attention_at_level(
 const LANES: usize = 16;
 /// Queries per block.
 const QB: usize = 8;
+/// Key (or value-column) vectors per block: QB x KV accumulators of LANES lanes.
+const KV: usize = 2;
+const _: () = assert!(KV == 2, "rank1_block_avx512 holds two vectors per query");
 
 /// One head's operands, laid out for the blocked kernel and reused across calls.
 #[derive(Default)]
@@ -79,8 +82,13 @@ struct HeadScratch {
     kt: Vec<f32>,
     /// Values `[t, dp]`, zero beyond d.
     v: Vec<f32>,
-    /// Scores of one query block, `[QB, tp]`.
+    /// One query block's queries transposed, `[d, QB]`: the `QB` values broadcast at
+    /// each step sit together, addressed from one pointer.
+    qt: Vec<f32>,
+    /// Scores of one query block, `[QB, tp]` (rows for the softmax).
     scores: Vec<f32>,
+    /// The same probabilities transposed, `[tp, QB]`, for the weighted sum of values.
+    pt: Vec<f32>,
     /// Outputs `[t, dp]`.
     out: Vec<f32>,
 }
@@ -89,7 +97,7 @@ impl HeadScratch {
     // q, k, v: [t, hd], head columns col0..col0+d
     #[allow(clippy::too_many_arguments)]
     fn prepare(&mut self, q: &[f32], k: &[f32], v: &[f32], t: usize, hd: usize, col0: usize, d: usize, scale: f32) {
-        let (tp, dp) = (t.next_multiple_of(LANES), d.next_multiple_of(LANES));
+        let (tp, dp) = (t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
         let fill = |buf: &mut Vec<f32>, n: usize| {
             buf.clear();
             buf.resize(n, 0.0);
@@ -97,7 +105,9 @@ impl HeadScratch {
         fill(&mut self.q, t * d);
         fill(&mut self.kt, d * tp);
         fill(&mut self.v, t * dp);
+        fill(&mut self.qt, d * QB);
         fill(&mut self.scores, QB * tp);
+        fill(&mut self.pt, tp * QB);
         fill(&mut self.out, t * dp);
         for s in 0..t {
             let row = s * hd + col0;
@@ -120,11 +130,13 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
     {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
         unsafe fn avx512(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
-            blocked_head(hs, mask, t, d)
+            // Safety: this function's features include AVX-512F; blocked_head passes
+            // operands of the promised sizes.
+            blocked_head(hs, mask, t, d, |a, b, s, n| unsafe { rank1_block_avx512(a, b, s, n) })
         }
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
-            blocked_head(hs, mask, t, d)
+            blocked_head(hs, mask, t, d, rank1_block)
         }
         if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && super::x86_avx512::Avx512::new().is_some() {
             // Safety: the token check proves the CPU has these features.
@@ -137,35 +149,88 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
     }
     let _ = level;
     // aarch64: NEON and FMA are part of the baseline target.
-    blocked_head(hs, mask, t, d)
+    blocked_head(hs, mask, t, d, rank1_block)
+}
+
+/// `acc[j][v] += a[j] * b[v]` over `n` steps: `a` advances by `QB` values, `b` by
+/// `b_stride` (the rank-1 update at the heart of both attention products), for a block
+/// of `KV * LANES` columns of `b`. Portable version: one vector of columns at a time,
+/// QB independent FMA chains (the shape compilers keep in registers).
+// a: [n, QB], b: [n, b_stride] (KV x LANES used) -> acc: [QB, KV x LANES]
+#[inline(always)]
+fn rank1_block(a: &[f32], b: &[f32], b_stride: usize, n: usize) -> [[f32; KV * LANES]; QB] {
+    let mut out = [[0.0f32; KV * LANES]; QB];
+    for kv in 0..KV {
+        let mut acc = [[0.0f32; LANES]; QB];
+        for i in 0..n {
+            let aj: &[f32; QB] = a[i * QB..i * QB + QB].try_into().expect("QB");
+            let o = i * b_stride + kv * LANES;
+            let bv: &[f32; LANES] = b[o..o + LANES].try_into().expect("LANES");
+            for j in 0..QB {
+                for l in 0..LANES {
+                    acc[j][l] = aj[j].mul_add(bv[l], acc[j][l]);
+                }
+            }
+        }
+        for j in 0..QB {
+            out[j][kv * LANES..(kv + 1) * LANES].copy_from_slice(&acc[j]);
+        }
+    }
+    out
+}
+
+/// [`rank1_block`] with AVX-512: 2 x 8 accumulators in zmm registers, so each step
+/// loads 2 vectors and broadcasts 8 scalars for 16 FMAs.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `a` must hold `n * QB` values and `b` rows `0..n` of
+/// `b_stride` values with at least `KV * LANES` in each.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn rank1_block_avx512(a: &[f32], b: &[f32], b_stride: usize, n: usize) -> [[f32; KV * LANES]; QB] {
+    use std::arch::x86_64::*;
+    assert!(a.len() >= n * QB && (n == 0 || b.len() >= (n - 1) * b_stride + KV * LANES), "rank1_block: short operands");
+    let mut acc = [[_mm512_setzero_ps(); KV]; QB];
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    for i in 0..n {
+        let b0 = _mm512_loadu_ps(bp.add(i * b_stride));
+        let b1 = _mm512_loadu_ps(bp.add(i * b_stride + LANES));
+        for (j, accj) in acc.iter_mut().enumerate() {
+            let x = _mm512_set1_ps(*ap.add(i * QB + j));
+            accj[0] = _mm512_fmadd_ps(x, b0, accj[0]);
+            accj[1] = _mm512_fmadd_ps(x, b1, accj[1]);
+        }
+    }
+    let mut out = [[0.0f32; KV * LANES]; QB];
+    for j in 0..QB {
+        _mm512_storeu_ps(out[j].as_mut_ptr(), acc[j][0]);
+        _mm512_storeu_ps(out[j].as_mut_ptr().add(LANES), acc[j][1]);
+    }
+    out
 }
 
 /// softmax(q kᵀ + mask) v for one head, `QB` queries at a time. Written with fixed-size
 /// lane arrays so that it vectorizes under the caller's target features.
 #[inline(always)]
-fn blocked_head(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
-    let (tp, dp) = (t.next_multiple_of(LANES), d.next_multiple_of(LANES));
-    let HeadScratch { q, kt, v, scores, out } = hs;
+fn blocked_head(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize, rank1: impl Fn(&[f32], &[f32], usize, usize) -> [[f32; KV * LANES]; QB]) {
+    let (tp, dp) = (t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
+    let HeadScratch { q, kt, v, qt, scores, pt, out } = hs;
     for i0 in (0..t).step_by(QB) {
         let nq = QB.min(t - i0);
         // A short last block repeats its last query; those rows are never read back.
-        let qrow: [usize; QB] = std::array::from_fn(|j| (i0 + j.min(nq - 1)) * d);
-        for s0 in (0..tp).step_by(LANES) {
-            let mut acc = [[0.0f32; LANES]; QB];
-            for c in 0..d {
-                let kv: &[f32; LANES] = kt[c * tp + s0..c * tp + s0 + LANES].try_into().expect("LANES");
-                for j in 0..QB {
-                    let a = q[qrow[j] + c];
-                    for l in 0..LANES {
-                        acc[j][l] = a.mul_add(kv[l], acc[j][l]);
-                    }
-                }
-            }
+        for c in 0..d {
             for j in 0..QB {
-                scores[j * tp + s0..j * tp + s0 + LANES].copy_from_slice(&acc[j]);
+                qt[c * QB + j] = q[(i0 + j.min(nq - 1)) * d + c];
             }
         }
-        for j in 0..nq {
+        // scores[j, s] = q_j . k_s: steps over c, b = kt rows (stride tp).
+        for s0 in (0..tp).step_by(KV * LANES) {
+            let acc = rank1(qt, &kt[s0..], tp, d);
+            for (j, a) in acc.iter().enumerate() {
+                scores[j * tp + s0..j * tp + s0 + KV * LANES].copy_from_slice(a);
+            }
+        }
+        for j in 0..QB {
             let row = &mut scores[j * tp..j * tp + t];
             for (sc, &keep) in row.iter_mut().zip(mask) {
                 if !keep {
@@ -173,20 +238,15 @@ fn blocked_head(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
                 }
             }
             super::generic::softmax_inplace(row);
-        }
-        for c0 in (0..dp).step_by(LANES) {
-            let mut acc = [[0.0f32; LANES]; QB];
             for s in 0..t {
-                let vv: &[f32; LANES] = v[s * dp + c0..s * dp + c0 + LANES].try_into().expect("LANES");
-                for j in 0..QB {
-                    let p = scores[j * tp + s];
-                    for l in 0..LANES {
-                        acc[j][l] = p.mul_add(vv[l], acc[j][l]);
-                    }
-                }
+                pt[s * QB + j] = scores[j * tp + s];
             }
-            for j in 0..nq {
-                out[(i0 + j) * dp + c0..(i0 + j) * dp + c0 + LANES].copy_from_slice(&acc[j]);
+        }
+        // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows (stride dp).
+        for c0 in (0..dp).step_by(KV * LANES) {
+            let acc = rank1(pt, &v[c0..], dp, t);
+            for (j, a) in acc.iter().enumerate().take(nq) {
+                out[(i0 + j) * dp + c0..(i0 + j) * dp + c0 + KV * LANES].copy_from_slice(a);
             }
         }
     }

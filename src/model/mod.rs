@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod encoder;
+pub mod packed;
+pub mod profile;
 pub mod weights;
 
 use crate::error::{Error, Result};
@@ -11,6 +13,8 @@ use crate::kernels::softmax_inplace;
 use crate::tokenizer::Tokenizer;
 use config::ModelConfig;
 use encoder::{forward, mlm_logits, Batch, Scratch};
+use packed::PackedWeights;
+use profile::Profile;
 use std::path::Path;
 use weights::Weights;
 
@@ -23,6 +27,8 @@ pub struct Model {
     pub tokenizer: Tokenizer,
     /// Inputs per forward pass.
     pub batch_size: usize,
+    /// The encoder's matrices in the GEMM kernels' layout, when packed at load.
+    packed: Option<PackedWeights>,
 }
 
 /// One fill-mask candidate, as transformers' fill-mask pipeline reports it.
@@ -51,8 +57,15 @@ impl Model {
         let config = ModelConfig::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_json(file.get_str(keys::TOKENIZER_HF_JSON)?, config.max_tokens)?;
         // Validate every tensor now, so that a bad file fails at load, not mid-run.
-        Weights::load(&file, &config)?;
-        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH })
+        let weights = Weights::load(&file, &config)?;
+        let packed = PackedWeights::build(&file, &weights)?;
+        drop(weights);
+        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH, packed })
+    }
+
+    /// Whether the encoder's weights were packed at load (see [`packed`]).
+    pub fn is_packed(&self) -> bool {
+        self.packed.is_some()
     }
 
     pub fn weights(&self) -> Weights<'_> {
@@ -89,7 +102,18 @@ impl Model {
         &self,
         seqs: &[Vec<u32>],
         wanted: impl Fn(usize) -> bool,
+        visit: impl FnMut(usize, &Batch, usize, usize, &[f32]),
+    ) {
+        self.run_batches_profiled(seqs, wanted, visit, None)
+    }
+
+    /// [`Model::run_batches`], adding each op's time to `profile` when given.
+    pub fn run_batches_profiled(
+        &self,
+        seqs: &[Vec<u32>],
+        wanted: impl Fn(usize) -> bool,
         mut visit: impl FnMut(usize, &Batch, usize, usize, &[f32]),
+        mut profile: Option<&mut Profile>,
     ) {
         let w = self.weights();
         let mut order: Vec<usize> = (0..seqs.len()).collect();
@@ -98,13 +122,19 @@ impl Model {
             let refs: Vec<&[u32]> = group.iter().map(|&i| seqs[i].as_slice()).collect();
             let batch = Batch::new(&refs, self.config.pad_id);
             let mut scratch = Scratch::new(&self.config, batch.b * batch.t);
-            forward(&w, &self.config, &batch, &mut scratch, |layer, states| {
+            scratch.profile = profile.as_ref().map(|_| Profile::default());
+            forward(&w, self.packed.as_ref(), &self.config, &batch, &mut scratch, |layer, states| {
                 if wanted(layer) {
                     for (row, &input) in group.iter().enumerate() {
                         visit(input, &batch, row, layer, states);
                     }
                 }
             });
+            if let (Some(total), Some(p)) = (profile.as_deref_mut(), scratch.profile) {
+                for (op, st) in p.ops {
+                    total.add(op, st.time, st.ops, st.weight_bytes);
+                }
+            }
         }
     }
 
