@@ -157,9 +157,12 @@ pub fn gemm_at_level(
     };
     let simd = gemm_has_kernel(level);
     #[cfg(target_arch = "x86_64")]
-    let nt = super::x86_avx512_gemm::tokens_per_block(w.ty);
+    let max_nt = super::x86_avx512_gemm::tokens_per_block(w.ty);
     #[cfg(not(target_arch = "x86_64"))]
-    let nt = 1;
+    let max_nt = 1;
+    // Balanced blocks (8 tokens as 4 + 4, not 6 + 2): a block of few tokens has few
+    // independent `vpdpbusd` chains and runs far below peak.
+    let nt = t.div_ceil(t.div_ceil(max_nt));
     if simd {
         let start = std::time::Instant::now();
         scratch.panels.build(&scratch.acts, t, nt, offset);

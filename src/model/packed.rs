@@ -46,7 +46,13 @@ impl PackedWeights {
             }
         };
         let mut layers = Vec::with_capacity(w.layers.len());
+        let tensors = |i: usize| {
+            [names::ATTN_Q, names::ATTN_K, names::ATTN_V, names::ATTN_OUT, names::FFN_UP, names::FFN_DOWN]
+                .into_iter()
+                .filter_map(move |m| file.tensor(&format!("{}.weight", names::blk(i, m))))
+        };
         for (i, l) in w.layers.iter().enumerate() {
+            tensors(i).for_each(|t| file.populate(t));
             let (Some(qkv), Some(attn_out), Some(ffn_up), Some(ffn_down)) =
                 (pack(&[&l.q.w, &l.k.w, &l.v.w])?, pack(&[&l.attn_out.w])?, pack(&[&l.ffn_up.w])?, pack(&[&l.ffn_down.w])?)
             else {
@@ -54,11 +60,7 @@ impl PackedWeights {
             };
             let qkv_bias = [l.q.b, l.k.b, l.v.b].concat();
             layers.push(PackedLayer { qkv, qkv_bias, attn_out, ffn_up, ffn_down });
-            for m in [names::ATTN_Q, names::ATTN_K, names::ATTN_V, names::ATTN_OUT, names::FFN_UP, names::FFN_DOWN] {
-                if let Some(t) = file.tensor(&format!("{}.weight", names::blk(i, m))) {
-                    file.release_pages(t);
-                }
-            }
+            tensors(i).for_each(|t| file.release_pages(t));
         }
         Ok(Some(PackedWeights { layers }))
     }
