@@ -143,3 +143,18 @@ fn packed_and_mapped_weights_agree() {
         assert!(diff <= 1e-4 * scale, "{ty}: max diff {diff:e} vs max {scale:e}");
     }
 }
+
+/// Fill-mask scores all masks of all inputs in shared decoder passes (32 rows each):
+/// 40 inputs with 1-2 masks each give exactly what each input gets alone.
+#[test]
+fn fill_mask_many_inputs_equal_one_by_one() {
+    let model = xlmr::Model::load(converted(&tiny(), GgmlType::Q8_0)).unwrap();
+    let texts: Vec<String> = (0..40)
+        .map(|i| if i % 3 == 0 { format!("Satz {i} mit <mask> und <mask>.") } else { format!("Sentence number {i} has a <mask> in it.") })
+        .collect();
+    let together = model.fill_mask(&texts, 3, false).unwrap();
+    for (i, text) in texts.iter().enumerate() {
+        let alone = model.fill_mask(&[text], 3, false).unwrap();
+        assert_eq!(together[i], alone[0], "input {i}");
+    }
+}

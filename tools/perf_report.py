@@ -65,6 +65,7 @@ def main():
     ap.add_argument("gguf_prefix")
     ap.add_argument("--tokens", default="8,128,512")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--avx2-tokens", default="8,128", help="lengths for the AVX2 rows (its unpacked path is slow at 512)")
     ap.add_argument("--child-avx2", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     tokens = [int(t) for t in a.tokens.split(",")]
@@ -82,8 +83,10 @@ def main():
         child = subprocess.run([sys.executable, __file__, a.hf_dir, a.xlmr_bin, a.gguf_prefix, "--tokens", a.tokens, "--child-avx2"],
                                capture_output=True, text=True, check=True, env={**os.environ, **AVX2_ENV})
         row.update(json.loads(child.stdout.strip().splitlines()[-1]))
+        avx2_tokens = [int(t) for t in a.avx2_tokens.split(",")]
         for label, ty, env in configs:
-            row.update(xlmr_times(a.xlmr_bin, f"{a.gguf_prefix}-{ty}.gguf", tokens, label, env))
+            lengths = avx2_tokens if env.get("XLMR_ISA") == "avx2" else tokens
+            row.update(xlmr_times(a.xlmr_bin, f"{a.gguf_prefix}-{ty}.gguf", lengths, label, env))
         print(json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
         rows.append(row)
 
@@ -96,7 +99,8 @@ def main():
         cells = [f"{med(f'torch-fp32@{t}'):.1f}", f"{med(f'torch-int8@{t}'):.2f}", f"{med(f'torch-fp32-avx2@{t}'):.1f}"]
         for label, _, env in configs:
             anchor = f"torch-fp32-avx2@{t}" if env.get("XLMR_ISA") == "avx2" else f"torch-int8@{t}"
-            cells.append(f"{med(f'{label}@{t}'):.2f} ({ratio(f'{label}@{t}', anchor):.2f}x)")
+            key = f"{label}@{t}"
+            cells.append(f"{med(key):.2f} ({ratio(key, anchor):.2f}x)" if key in rows[0] else "-")
         print(f"| {t} | " + " | ".join(cells) + " |")
 
 

@@ -21,6 +21,10 @@ use weights::Weights;
 /// Inputs run together in one forward pass (after sorting by length).
 pub const DEFAULT_BATCH: usize = 8;
 
+/// `<mask>` rows scored by the MLM decoder in one pass (their logits take
+/// rows x vocab x 4 bytes: 32 MB on XL).
+const MLM_ROWS_PER_PASS: usize = 32;
+
 pub struct Model {
     file: GgufFile,
     pub config: ModelConfig,
@@ -162,11 +166,16 @@ impl Model {
                 }
             }
         });
-        for (input, x) in rows.iter().enumerate() {
-            let m = x.len() / c.hidden;
-            let logits = mlm_logits(&w, c, x, m);
-            let mask_positions: Vec<usize> = (0..seqs[input].len()).filter(|&p| seqs[input][p] == c.mask_id).collect();
-            for (j, &pos) in mask_positions.iter().enumerate() {
+        // Every mask of every input goes through the decoder together, MLM_ROWS_PER_PASS
+        // rows at a time: the 250880-row decoder is streamed once per pass, not per input.
+        let masks: Vec<(usize, usize)> =
+            seqs.iter().enumerate().flat_map(|(i, s)| s.iter().enumerate().filter(|&(_, &id)| id == c.mask_id).map(move |(p, _)| (i, p))).collect();
+        let x = rows.concat();
+        for (pass, chunk) in masks.chunks(MLM_ROWS_PER_PASS).enumerate() {
+            let r0 = pass * MLM_ROWS_PER_PASS;
+            let logits = mlm_logits(&w, c, &x[r0 * c.hidden..(r0 + chunk.len()) * c.hidden], chunk.len());
+            for (j, &(input, pos)) in chunk.iter().enumerate() {
+                let several_masks = seqs[input].iter().filter(|&&id| id == c.mask_id).count() > 1;
                 let mut probs = logits[j * c.vocab..(j + 1) * c.vocab].to_vec();
                 softmax_inplace(&mut probs);
                 let mut idx: Vec<usize> = (0..c.vocab).collect();
@@ -185,7 +194,7 @@ impl Model {
                             token_str: self.tokenizer.token_str(id as u32),
                             // As transformers' pipeline: special tokens are kept in the
                             // sequence when the input has several masks.
-                            sequence: self.tokenizer.decode(&filled, mask_positions.len() == 1)?,
+                            sequence: self.tokenizer.decode(&filled, !several_masks)?,
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
