@@ -3,7 +3,7 @@
 //! each of the 16 rows (one i32 lane per row for `vpdpbusd`), and each panel is one
 //! contiguous run of memory that the hardware prefetcher follows.
 //!
-//! Layout of one panel (rows past the matrix end are zero weights with zero scales):
+//! Layout of one panel (rows past the matrix end are packed from zero-valued blocks):
 //!
 //! | type | per unit of columns | weights | then, after all units' weights |
 //! |---|---|---|---|
@@ -93,10 +93,18 @@ impl PackedMatrix {
             }
             None
         };
+        // Rows past the end pack a row of zero-valued blocks (u16 storage: blocks hold f16s).
+        let row_len = ty.row_bytes(cols).expect("validated QMatrix");
+        let mut zero_row = vec![0u16; row_len.div_ceil(2)];
+        let zero_row = &mut crate::quant::u16_as_bytes_mut(&mut zero_row)[..row_len];
+        if ty == GgmlType::Q4_0 {
+            // Nibbles hold q + 8: value 0 is 8 in both halves.
+            zero_row.chunks_exact_mut(std::mem::size_of::<BlockQ4_0>()).for_each(|b| b[2..].fill(0x88));
+        }
+        let zero_row: &[u8] = zero_row;
         buf[..panels * panel_bytes].par_chunks_mut(panel_bytes).enumerate().for_each(|(panel, dst)| {
-            let src: [Option<&[u8]>; PANEL_ROWS] =
-                std::array::from_fn(|r| row_of(panel * PANEL_ROWS + r).map(|(m, row)| m.row_bytes(row)));
-            pack_panel(ty, layout, cols, &src, dst);
+            let src: [&[u8]; PANEL_ROWS] = std::array::from_fn(|r| row_of(panel * PANEL_ROWS + r).map_or(zero_row, |(m, row)| m.row_bytes(row)));
+            pack_panel(ty, cols, &src, dst);
         });
         Some(Ok(PackedMatrix { ty, rows, cols, layout, panels, buf }))
     }
@@ -125,56 +133,43 @@ impl PackedMatrix {
     }
 }
 
-/// Packs 16 rows (`None` = padding) of one panel into `dst`.
+/// Packs the 16 rows of one panel into `dst`.
 // src: 16 x [cols] in ggml blocks -> dst: [panel_bytes]
-fn pack_panel(ty: GgmlType, l: UnitLayout, cols: usize, src: &[Option<&[u8]>; PANEL_ROWS], dst: &mut [u8]) {
-    let units = cols / l.cols;
-    let (weights, scales) = dst.split_at_mut(units * l.weight_bytes);
-    if ty == GgmlType::Q8_0 && src.iter().all(Option::is_some) {
-        return pack_q8_0_full_panel(src, weights, scales);
-    }
-    for (r, row) in src.iter().enumerate() {
-        match (ty, row) {
-            (GgmlType::Q8_0, Some(bytes)) => {
-                let blocks: &[BlockQ8_0] = crate::quant::blocks_from_bytes(bytes).expect("validated QMatrix");
-                for (u, b) in blocks.iter().enumerate() {
-                    let w = &mut weights[u * 512..(u + 1) * 512];
-                    for (k, q) in b.qs.chunks_exact(4).enumerate() {
+fn pack_panel(ty: GgmlType, cols: usize, src: &[&[u8]; PANEL_ROWS], dst: &mut [u8]) {
+    let l = unit_layout(ty).expect("packable type");
+    let (weights, scales) = dst.split_at_mut(cols / l.cols * l.weight_bytes);
+    match ty {
+        GgmlType::Q8_0 => {
+            let rows: [&[BlockQ8_0]; PANEL_ROWS] = std::array::from_fn(|r| crate::quant::blocks_from_bytes(src[r]).expect("validated QMatrix"));
+            // Block-major: each 544-byte group is written whole while the 16 rows stream.
+            for (u, (w, s)) in weights.chunks_exact_mut(512).zip(scales.chunks_exact_mut(32)).enumerate() {
+                for (r, row) in rows.iter().enumerate() {
+                    let b = &row[u];
+                    for k in 0..8 {
+                        let q = &b.qs[4 * k..4 * k + 4];
                         // 4 weights at a time, each + 128 as an unsigned byte.
                         let word = u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]) ^ 0x8080_8080;
                         w[64 * k + 4 * r..64 * k + 4 * r + 4].copy_from_slice(&word.to_le_bytes());
                     }
-                    scales[u * 32 + 2 * r..u * 32 + 2 * r + 2].copy_from_slice(&b.d.to_bits().to_le_bytes());
+                    s[2 * r..2 * r + 2].copy_from_slice(&b.d.to_bits().to_le_bytes());
                 }
             }
-            (GgmlType::Q8_0, None) => {
-                for u in 0..units {
-                    for k in 0..8 {
-                        weights[u * 512 + 64 * k + 4 * r..][..4].fill(0x80);
-                    }
-                    scales[u * 32 + 2 * r..][..2].fill(0);
-                }
-            }
-            (GgmlType::Q4_0, Some(bytes)) => {
-                let blocks: &[BlockQ4_0] = crate::quant::blocks_from_bytes(bytes).expect("validated QMatrix");
-                for (u, b) in blocks.iter().enumerate() {
+        }
+        GgmlType::Q4_0 => {
+            for (r, bytes) in src.iter().enumerate() {
+                let row: &[BlockQ4_0] = crate::quant::blocks_from_bytes(bytes).expect("validated QMatrix");
+                for (u, b) in row.iter().enumerate() {
                     for q in 0..4 {
                         weights[u * 256 + 64 * q + 4 * r..][..4].copy_from_slice(&b.qs[4 * q..4 * q + 4]);
                     }
                     scales[u * 32 + 2 * r..u * 32 + 2 * r + 2].copy_from_slice(&b.d.to_bits().to_le_bytes());
                 }
             }
-            (GgmlType::Q4_0, None) => {
-                for u in 0..units {
-                    for q in 0..4 {
-                        weights[u * 256 + 64 * q + 4 * r..][..4].fill(0x88);
-                    }
-                    scales[u * 32 + 2 * r..][..2].fill(0);
-                }
-            }
-            (GgmlType::Q4K, Some(bytes)) => {
-                let blocks: &[BlockQ4K] = crate::quant::blocks_from_bytes(bytes).expect("validated QMatrix");
-                for (u, b) in blocks.iter().enumerate() {
+        }
+        GgmlType::Q4K => {
+            for (r, bytes) in src.iter().enumerate() {
+                let row: &[BlockQ4K] = crate::quant::blocks_from_bytes(bytes).expect("validated QMatrix");
+                for (u, b) in row.iter().enumerate() {
                     for cq in 0..32 {
                         weights[u * 2048 + 64 * cq + 4 * r..][..4].copy_from_slice(&b.qs[4 * cq..4 * cq + 4]);
                     }
@@ -188,41 +183,8 @@ fn pack_panel(ty: GgmlType, l: UnitLayout, cols: usize, src: &[Option<&[u8]>; PA
                     }
                 }
             }
-            (GgmlType::Q4K, None) => {
-                for u in 0..units {
-                    for cq in 0..32 {
-                        weights[u * 2048 + 64 * cq + 4 * r..][..4].fill(0);
-                    }
-                    let s = &mut scales[u * 320..(u + 1) * 320];
-                    s[2 * r..2 * r + 2].fill(0);
-                    s[32 + 2 * r..32 + 2 * r + 2].fill(0);
-                    for j in 0..8 {
-                        s[64 + 32 * j + r] = 0;
-                        s[64 + 32 * j + 16 + r] = 0;
-                    }
-                }
-            }
-            (GgmlType::F32 | GgmlType::F16, _) => unreachable!("no packed layout for float weights"),
         }
-    }
-}
-
-/// The common Q8_0 case (16 real rows), block-major so that each 544-byte group of the
-/// panel is written whole while the 16 source rows stream in order.
-fn pack_q8_0_full_panel(src: &[Option<&[u8]>; PANEL_ROWS], weights: &mut [u8], scales: &mut [u8]) {
-    let rows: [&[BlockQ8_0]; PANEL_ROWS] =
-        std::array::from_fn(|r| crate::quant::blocks_from_bytes(src[r].expect("all rows present")).expect("validated QMatrix"));
-    for (u, (w, s)) in weights.chunks_exact_mut(512).zip(scales.chunks_exact_mut(32)).enumerate() {
-        for (r, row) in rows.iter().enumerate() {
-            let b = &row[u];
-            for k in 0..8 {
-                let q = &b.qs[4 * k..4 * k + 4];
-                // 4 weights at a time, each + 128 as an unsigned byte.
-                let word = u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]) ^ 0x8080_8080;
-                w[64 * k + 4 * r..64 * k + 4 * r + 4].copy_from_slice(&word.to_le_bytes());
-            }
-            s[2 * r..2 * r + 2].copy_from_slice(&b.d.to_bits().to_le_bytes());
-        }
+        GgmlType::F32 | GgmlType::F16 => unreachable!("no packed layout for float weights"),
     }
 }
 

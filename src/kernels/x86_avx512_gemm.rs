@@ -72,16 +72,45 @@ unsafe fn nibbles(p: *const u8, high: bool) -> __m512i {
     _mm512_and_si512(v, _mm512_set1_epi8(0x0F))
 }
 
+/// Where a 32-column block's 8 weight vectors come from: Q8_0 stores them as bytes,
+/// Q4_0 as nibbles (low nibbles for k-steps 0..4, high for 4..8).
+trait BlockWeights {
+    /// # Safety: `panel` points at a packed panel with at least `u + 1` units.
+    unsafe fn vector(panel: *const u8, u: usize, k: usize) -> __m512i;
+}
+
 struct Q8_0Kernel;
+impl BlockWeights for Q8_0Kernel {
+    #[inline(always)]
+    unsafe fn vector(panel: *const u8, u: usize, k: usize) -> __m512i {
+        _mm512_loadu_si512(panel.add(512 * u + 64 * k).cast())
+    }
+}
 impl Kernel for Q8_0Kernel {
     #[inline(always)]
     unsafe fn run<const NT: usize>(b: &PairBlock, tile: *mut f32) {
-        q8_0_block::<NT>(b, tile)
+        block32::<NT, Self>(b, tile)
     }
 }
 
+struct Q4_0Kernel;
+impl BlockWeights for Q4_0Kernel {
+    #[inline(always)]
+    unsafe fn vector(panel: *const u8, u: usize, k: usize) -> __m512i {
+        nibbles(panel.add(256 * u + 64 * (k % 4)), k >= 4)
+    }
+}
+impl Kernel for Q4_0Kernel {
+    #[inline(always)]
+    unsafe fn run<const NT: usize>(b: &PairBlock, tile: *mut f32) {
+        block32::<NT, Self>(b, tile)
+    }
+}
+
+/// Q8_0 and Q4_0 (one f16 scale per 32 weights): per block, int32 sums from the
+/// offset correction, then `acc += sum * (w_scale * x_scale)`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512vnni")]
-unsafe fn q8_0_block<const NT: usize>(b: &PairBlock, tile: *mut f32) {
+unsafe fn block32<const NT: usize, W: BlockWeights>(b: &PairBlock, tile: *mut f32) {
     let w = [b.panel0, b.panel0.add(b.panel_bytes)];
     let st = b.stride;
     let mut acc = load_tile::<NT>(tile);
@@ -92,46 +121,7 @@ unsafe fn q8_0_block<const NT: usize>(b: &PairBlock, tile: *mut f32) {
             ai[1][n] = ai[0][n];
         }
         for k in 0..8 {
-            let wv = [_mm512_loadu_si512(w[0].add(512 * u + 64 * k).cast()), _mm512_loadu_si512(w[1].add(512 * u + 64 * k).cast())];
-            for n in 0..NT {
-                let x = _mm512_set1_epi32(*b.xq.add((8 * u + k) * st + n));
-                ai[0][n] = _mm512_dpbusd_epi32(ai[0][n], wv[0], x);
-                ai[1][n] = _mm512_dpbusd_epi32(ai[1][n], wv[1], x);
-            }
-        }
-        let s = [0, 1].map(|m| _mm512_cvtph_ps(_mm256_loadu_si256(w[m].add(b.weights_len + 32 * u).cast())));
-        for n in 0..NT {
-            let d = _mm512_set1_ps(*b.xd.add(u * st + n));
-            for m in 0..2 {
-                acc[m][n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[m][n]), _mm512_mul_ps(s[m], d), acc[m][n]);
-            }
-        }
-    }
-    store_tile::<NT>(tile, &acc);
-}
-
-struct Q4_0Kernel;
-impl Kernel for Q4_0Kernel {
-    #[inline(always)]
-    unsafe fn run<const NT: usize>(b: &PairBlock, tile: *mut f32) {
-        q4_0_block::<NT>(b, tile)
-    }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512vnni")]
-unsafe fn q4_0_block<const NT: usize>(b: &PairBlock, tile: *mut f32) {
-    let w = [b.panel0, b.panel0.add(b.panel_bytes)];
-    let st = b.stride;
-    let mut acc = load_tile::<NT>(tile);
-    for u in b.u0..b.u1 {
-        let mut ai: [[__m512i; NT]; 2] = [[_mm512_setzero_si512(); NT]; 2];
-        for n in 0..NT {
-            // Two broadcast loads rather than a load and a register copy (p05).
-            ai[0][n] = _mm512_set1_epi32(*b.corr.add(u * st + n));
-            ai[1][n] = _mm512_set1_epi32(*b.corr.add(u * st + n));
-        }
-        for k in 0..8 {
-            let wv = [0, 1].map(|m| nibbles(w[m].add(256 * u + 64 * (k % 4)), k >= 4));
+            let wv = [W::vector(w[0], u, k), W::vector(w[1], u, k)];
             for n in 0..NT {
                 let x = _mm512_set1_epi32(*b.xq.add((8 * u + k) * st + n));
                 ai[0][n] = _mm512_dpbusd_epi32(ai[0][n], wv[0], x);
