@@ -136,7 +136,9 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
         }
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
-            blocked_head(hs, mask, t, d, rank1_block)
+            // Safety: this function's features include AVX2 and FMA; blocked_head
+            // passes operands of the promised sizes.
+            blocked_head(hs, mask, t, d, |a, b, s, n| unsafe { rank1_block_avx2(a, b, s, n) })
         }
         if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && super::x86_avx512::Avx512::new().is_some() {
             // Safety: the token check proves the CPU has these features.
@@ -205,6 +207,33 @@ unsafe fn rank1_block_avx512(a: &[f32], b: &[f32], b_stride: usize, n: usize) ->
     for j in 0..QB {
         _mm512_storeu_ps(out[j].as_mut_ptr(), acc[j][0]);
         _mm512_storeu_ps(out[j].as_mut_ptr().add(LANES), acc[j][1]);
+    }
+    out
+}
+
+/// [`rank1_block`] with AVX2: the 32 columns in 4 passes of 8, each with 8 query
+/// accumulators (16 ymm registers hold 8 sums, a column vector and a broadcast).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; operand sizes as for [`rank1_block_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rank1_block_avx2(a: &[f32], b: &[f32], b_stride: usize, n: usize) -> [[f32; KV * LANES]; QB] {
+    use std::arch::x86_64::*;
+    assert!(a.len() >= n * QB && (n == 0 || b.len() >= (n - 1) * b_stride + KV * LANES), "rank1_block: short operands");
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let mut out = [[0.0f32; KV * LANES]; QB];
+    for c0 in (0..KV * LANES).step_by(8) {
+        let mut acc = [_mm256_setzero_ps(); QB];
+        for i in 0..n {
+            let bv = _mm256_loadu_ps(bp.add(i * b_stride + c0));
+            for (j, accj) in acc.iter_mut().enumerate() {
+                *accj = _mm256_fmadd_ps(_mm256_set1_ps(*ap.add(i * QB + j)), bv, *accj);
+            }
+        }
+        for (j, accj) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out[j].as_mut_ptr().add(c0), *accj);
+        }
     }
     out
 }

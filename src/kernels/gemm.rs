@@ -111,7 +111,23 @@ thread_local! {
 /// Whether [`gemm`] has a SIMD kernel at `level` (elsewhere it runs the scalar
 /// reference, which is for tests: callers use the unpacked path there).
 pub fn gemm_has_kernel(level: Isa) -> bool {
-    level == Isa::Avx512Vnni && level.is_supported()
+    matches!(level, Isa::Avx512Vnni | Isa::Avx512 | Isa::Avx2) && level.is_supported()
+}
+
+/// The largest token block of the SIMD kernel at `level` for weights `ty`.
+fn tokens_per_block(level: Isa, ty: GgmlType) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if level == Isa::Avx512Vnni {
+            return super::x86_avx512_gemm::tokens_per_block(ty);
+        }
+        super::x86_avx2_gemm::TOKENS_PER_BLOCK
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (level, ty);
+        1
+    }
 }
 
 /// `outs[p][tok, j] (+)= epilogue(bias[r] + sum_i x[tok, i] * W[r, i])` for matrix row
@@ -156,10 +172,7 @@ pub fn gemm_at_level(
         _ => 0,
     };
     let simd = gemm_has_kernel(level);
-    #[cfg(target_arch = "x86_64")]
-    let max_nt = super::x86_avx512_gemm::tokens_per_block(w.ty);
-    #[cfg(not(target_arch = "x86_64"))]
-    let max_nt = 1;
+    let max_nt = tokens_per_block(level, w.ty);
     // Balanced blocks (8 tokens as 4 + 4, not 6 + 2): a block of few tokens has few
     // independent `vpdpbusd` chains and runs far below peak.
     let nt = t.div_ceil(t.div_ceil(max_nt));
@@ -204,11 +217,19 @@ pub fn gemm_at_level(
                             sums: panels.sums[per(panels.sums.len())..].as_ptr(),
                             stride: nt,
                         };
-                        // Safety: `simd` means the CPU has AVX-512 VNNI; the block points
+                        // Safety: `simd` means the CPU has the level's features (AVX-512
+                        // VNNI, or AVX2/FMA/F16C for the other x86 levels); the block points
                         // into `w`'s two panels and into token block b of the activation
                         // panels, all alive for this call; `tile` holds t x 32 values and
                         // rows tok0..tok0 + nt.min(t - tok0) are this block's.
-                        unsafe { super::x86_avx512_gemm::pair_block(&block, nt.min(t - tok0), tile[tok0 * PAIR_ROWS..].as_mut_ptr()) };
+                        unsafe {
+                            let (n, tile) = (nt.min(t - tok0), tile[tok0 * PAIR_ROWS..].as_mut_ptr());
+                            if level == Isa::Avx512Vnni {
+                                super::x86_avx512_gemm::pair_block(&block, n, tile)
+                            } else {
+                                super::x86_avx2_gemm::pair_block(&block, n, tile)
+                            }
+                        };
                     }
                 } else {
                     pair_block_ref(w, pair, u0..u1, acts, t, &mut tile);

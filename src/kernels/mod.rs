@@ -22,6 +22,8 @@ pub mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512;
 #[cfg(target_arch = "x86_64")]
+mod x86_avx2_gemm;
+#[cfg(target_arch = "x86_64")]
 mod x86_avx512_gemm;
 
 pub use attention::{attention, attention_at_level, MASKED_SCORE};
