@@ -87,6 +87,7 @@ impl ActPanels {
 
 /// One pair of panels against one block of tokens, over units `u0..u1`: what a
 /// microkernel needs, as raw pointers into live buffers owned by [`gemm`].
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct PairBlock {
     pub ty: GgmlType,
     pub panel0: *const u8,
@@ -183,6 +184,8 @@ pub fn gemm_at_level(
     }
     let acts = &scratch.acts;
     let panels = &scratch.panels;
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = panels; // no packed SIMD kernels there yet (NEON uses the unpacked path)
     let out_ptrs: Vec<SharedOut> = outs.iter_mut().map(|o| SharedOut(o.as_mut_ptr())).collect();
     let layout = w.layout();
     let units = cols / layout.cols;
