@@ -3,7 +3,8 @@
 #  1. the gguf Python package, used by tests/gguf_python.rs as an independent GGUF reader;
 #  2. every Rust test on this machine (x86-64: scalar, AVX2, AVX-512 and VNNI kernels);
 #  3. the kernel tests cross-compiled for aarch64 and run under qemu-user (NEON), when the
-#     target, the cross linker and qemu can be installed here; otherwise says so and skips.
+#     target, the cross linker and qemu can be installed here; otherwise says so and skips;
+#  4. every fuzz target for 30 s (see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,4 +28,23 @@ if arm_ready; then
         cargo test --release --target aarch64-unknown-linux-gnu --test kernels
 else
     echo "== SKIPPED: NEON kernel tests (could not install the aarch64 target, cross gcc or qemu-user here)"
+fi
+
+# 4. every fuzz target for 30 s on its committed seeds (fuzz/, nightly + cargo-fuzz, ASan),
+#    when the nightly toolchain and cargo-fuzz can be installed here; otherwise says so and
+#    skips. An install failure never fails CI; a crash, leak, OOM or timeout does.
+fuzz_ready() { cargo +nightly --version >/dev/null 2>&1 && cargo fuzz --version >/dev/null 2>&1; }
+if ! fuzz_ready; then
+    echo "== installing the nightly toolchain and cargo-fuzz for the fuzz step"
+    { rustup toolchain install nightly --profile minimal && cargo install cargo-fuzz --locked; } >/dev/null 2>&1 || true
+fi
+if fuzz_ready && ! cargo +nightly fetch --manifest-path fuzz/Cargo.toml >/dev/null 2>&1; then
+    echo "== SKIPPED: fuzz step (could not download the fuzz crate's dependencies)"
+elif fuzz_ready; then
+    echo "== fuzzing every target for 30 s on its committed seeds"
+    fuzz_start=$(date +%s)
+    FUZZ_NICE=0 tools/fuzz.sh 30
+    echo "== fuzz step took $(( $(date +%s) - fuzz_start )) s"
+else
+    echo "== SKIPPED: fuzz step (could not install the nightly toolchain or cargo-fuzz here)"
 fi
