@@ -50,7 +50,7 @@ fn micro_safetensors() -> Vec<u8> {
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let gguf = xlmr_fuzz::micro_gguf();
-    write("gguf_model", "micro.gguf", &gguf);
+    write("gguf_model", "micro", &gguf);
     // The micro model must load and run, or the seeds start nowhere.
     let path = xlmr_fuzz::scratch_file("micro.gguf", &gguf);
     let model = xlmr::Model::load(&path).expect("micro model loads");
