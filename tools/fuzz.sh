@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the cargo-fuzz targets of fuzz/ (nightly toolchain + cargo-fuzz, AddressSanitizer)
 # one after another, each for SECONDS (default 30) with the memory limits every parser
-# must respect: -rss_limit_mb=2048 -malloc_limit_mb=1024, and 10 s per input.
+# must respect: -rss_limit_mb=2048 -malloc_limit_mb=1024, and 10 s per input ($FUZZ_TIMEOUT:
+# libFuzzer measures it in wall-clock time, so on a machine where processes get paused, give
+# it more).
 #
 #   tools/fuzz.sh [SECONDS] [TARGET...]        (all targets when none is named)
 #
@@ -21,6 +23,7 @@ if [ ${#TARGETS[@]} -eq 0 ]; then
 fi
 CORPUS=${FUZZ_CORPUS:-$(mktemp -d)}
 NICE=${FUZZ_NICE:-19}
+TIMEOUT=${FUZZ_TIMEOUT:-10}
 
 status=0
 for t in "${TARGETS[@]}"; do
@@ -28,9 +31,11 @@ for t in "${TARGETS[@]}"; do
     log=$(mktemp)
     nice -n 15 cargo +nightly fuzz build --fuzz-dir fuzz "$t" 2>&1 | tail -3
     start=$(date +%s)
-    if nice -n "$NICE" cargo +nightly fuzz run --fuzz-dir fuzz "$t" "$CORPUS/$t" "fuzz/seeds/$t" -- \
-        -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
-        -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1; then
+    # `time` gives the CPU seconds the fuzzer really had (wall time includes any pauses).
+    TIMEFORMAT="cpu-seconds: %U user %S sys"
+    if { time nice -n "$NICE" cargo +nightly fuzz run --fuzz-dir fuzz "$t" "$CORPUS/$t" "fuzz/seeds/$t" -- \
+        -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout="$TIMEOUT" \
+        -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1; } 2>>"$log"; then
         result=ok
     else
         result=FAILED
@@ -41,7 +46,8 @@ for t in "${TARGETS[@]}"; do
     elapsed=$(( $(date +%s) - start ))
     last=$(grep -E "^#[0-9]+" "$log" | tail -1 || true)
     runs=$(grep -E "^stat::number_of_executed_units" "$log" | awk '{print $2}' || true)
-    echo "fuzz-summary: $t $result ${elapsed}s runs=${runs:-?} last: ${last:-none}"
+    cpu=$(grep -E "^cpu-seconds:" "$log" | tail -1 | cut -d' ' -f2- || true)
+    echo "fuzz-summary: $t $result ${elapsed}s wall (${cpu:-cpu ?}) runs=${runs:-?} last: ${last:-none}"
     cp "$log" "fuzz/artifacts/$t/last.log"
     rm -f "$log"
 done
