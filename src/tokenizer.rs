@@ -1,7 +1,53 @@
 //! The model's tokenizer, built from the tokenizer.json embedded in the GGUF file.
 
 use crate::error::{Error, Result};
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
 use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
+
+thread_local! {
+    /// Set while `contained` runs: panics are then caught and not printed.
+    static CONTAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs a call into the tokenizers crate, turning a panic into an error message. Its
+/// deserializers panic on some malformed tokenizer.json documents (0.22: `expect("Helper")`,
+/// `expect("Precompiled")`; found by fuzz/): a file must give an error, not a crash. The
+/// panic message is not printed (the error carries it); panics elsewhere print as usual.
+pub fn contained<T>(call: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static QUIET_HOOK: Once = Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !CONTAINING.with(Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    let was = CONTAINING.with(|c| c.replace(true));
+    // AssertUnwindSafe: after a panic the value the call worked on is dropped unused.
+    let result = panic::catch_unwind(AssertUnwindSafe(call));
+    CONTAINING.with(|c| c.set(was));
+    result.map_err(|payload| {
+        let text = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        format!("the tokenizers crate failed on it ({})", text.unwrap_or("panic"))
+    })
+}
+
+/// Parses a tokenizer.json document with the tokenizers crate; the error is one line.
+pub fn parse_json(json: &str) -> std::result::Result<tokenizers::Tokenizer, String> {
+    contained(|| json.parse::<tokenizers::Tokenizer>().map_err(|e| e.to_string()))?
+}
+
+/// Drops the `truncation` and `padding` settings a tokenizer.json may carry (training
+/// scripts save them): xlmr truncates only when asked and pads batches itself, and either
+/// setting would silently change every output.
+pub fn clear_length_settings(t: &mut tokenizers::Tokenizer) {
+    t.with_padding(None);
+    // Disabling truncation cannot fail (only invalid parameters are refused).
+    let _ = t.with_truncation(None);
+}
 
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
@@ -11,8 +57,8 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     pub fn from_json(json: &str, max_tokens: usize) -> Result<Self> {
-        let inner: tokenizers::Tokenizer =
-            json.parse().map_err(|e| Error::Tokenizer(format!("embedded tokenizer.json is invalid: {e}")))?;
+        let mut inner = parse_json(json).map_err(|e| Error::Tokenizer(format!("embedded tokenizer.json is invalid: {e}")))?;
+        clear_length_settings(&mut inner);
         Ok(Tokenizer { inner, max_tokens })
     }
 
@@ -32,10 +78,11 @@ impl Tokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
-            t.encode(text, true)
+            contained(|| t.encode(text, true))
         } else {
-            self.inner.encode(text, true)
+            contained(|| self.inner.encode(text, true))
         }
+        .map_err(Error::Tokenizer)?
         .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let ids = enc.get_ids().to_vec();
         if ids.len() > self.max_tokens {
@@ -49,7 +96,9 @@ impl Tokenizer {
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
+        contained(|| self.inner.decode(ids, skip_special_tokens))
+            .map_err(Error::Tokenizer)?
+            .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
     /// The token's text as a user reads it (`▁` shown as a space), "" for ids past the

@@ -37,17 +37,26 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The ids a synthetic input may use: past the four specials `<s> <pad> </s> <unk>`, inside
+/// both vocabularies, not `<mask>`. An error when there are none (a degenerate vocabulary).
+fn ordinary_ids(model: &Model) -> Result<Vec<u32>> {
+    let vocab = model.tokenizer.vocab_size().min(model.config.vocab);
+    let ids: Vec<u32> = (4..vocab as u32).filter(|&id| id != model.config.mask_id).collect();
+    if ids.is_empty() {
+        return Err(Error::Input(format!("the model's vocabulary of {vocab} tokens has no ordinary token to benchmark with")));
+    }
+    Ok(ids)
+}
+
 /// Deterministic synthetic input: `<s>`, `len - 2` ordinary tokens, `</s>`.
-fn synthetic_input(model: &Model, len: usize, seed: u64) -> Vec<u32> {
-    let vocab = model.tokenizer.vocab_size().min(model.config.vocab) as u64;
+fn synthetic_input(ordinary: &[u32], len: usize, seed: u64) -> Vec<u32> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut ids = vec![0u32];
     while ids.len() < len - 1 {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        // Skip the four special ids at the start of the vocabulary and the mask at its end.
-        ids.push(4 + (state % (vocab - 5)) as u32);
+        ids.push(ordinary[(state % ordinary.len() as u64) as usize]);
     }
     ids.push(2);
     ids
@@ -71,6 +80,7 @@ pub fn run(args: Args) -> Result<()> {
         b = b.num_threads(n.max(1));
     }
     let pool = b.build().map_err(|e| Error::Input(format!("cannot start threads: {e}")))?;
+    let ordinary = ordinary_ids(&model)?;
     let threads = pool.current_num_threads();
     if !args.json {
         eprintln!(
@@ -84,7 +94,7 @@ pub fn run(args: Args) -> Result<()> {
     });
     let mut rows = Vec::new();
     for &t in &args.tokens {
-        let seqs: Vec<Vec<u32>> = (0..args.batch).map(|i| synthetic_input(&model, t, i as u64 + 1)).collect();
+        let seqs: Vec<Vec<u32>> = (0..args.batch).map(|i| synthetic_input(&ordinary, t, i as u64 + 1)).collect();
         let last = model.config.layers;
         let mut times = Vec::with_capacity(args.runs);
         let mut profiles = Vec::new();
@@ -134,7 +144,7 @@ pub fn run(args: Args) -> Result<()> {
         rows.push(row);
     }
     if args.json {
-        super::emit(&format!("{}\n", serde_json::Value::Array(rows)));
+        super::emit(&format!("{}\n", serde_json::Value::Array(rows)))?;
     }
     Ok(())
 }
