@@ -132,13 +132,13 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
         unsafe fn avx512(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
             // Safety: this function's features include AVX-512F; blocked_head passes
             // operands of the promised sizes.
-            blocked_head(hs, mask, t, d, |a, b, s, n| unsafe { rank1_block_avx512(a, b, s, n) })
+            blocked_head(hs, mask, t, d, |a, b, s, n| unsafe { rank1_block_avx512(a, b, s, n) }, |sc, tp, t, pt| unsafe { transpose_probs_avx(sc, tp, t, pt) })
         }
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
             // Safety: this function's features include AVX2 and FMA; blocked_head
             // passes operands of the promised sizes.
-            blocked_head(hs, mask, t, d, |a, b, s, n| unsafe { rank1_block_avx2(a, b, s, n) })
+            blocked_head(hs, mask, t, d, |a, b, s, n| unsafe { rank1_block_avx2(a, b, s, n) }, |sc, tp, t, pt| unsafe { transpose_probs_avx(sc, tp, t, pt) })
         }
         if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && super::x86_avx512::Avx512::new().is_some() {
             // Safety: the token check proves the CPU has these features.
@@ -151,7 +151,7 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
     }
     let _ = level;
     // aarch64: NEON and FMA are part of the baseline target.
-    blocked_head(hs, mask, t, d, rank1_block)
+    blocked_head(hs, mask, t, d, rank1_block, transpose_probs)
 }
 
 /// `acc[j][v] += a[j] * b[v]` over `n` steps: `a` advances by `QB` values, `b` by
@@ -238,10 +238,64 @@ unsafe fn rank1_block_avx2(a: &[f32], b: &[f32], b_stride: usize, n: usize) -> [
     out
 }
 
+/// `pt[s, j] = scores[j, s]` for the block's `QB` rows and `s < t`.
+// scores: [QB, tp] -> pt: [tp, QB]
+fn transpose_probs(scores: &[f32], tp: usize, t: usize, pt: &mut [f32]) {
+    for j in 0..QB {
+        for s in 0..t {
+            pt[s * QB + j] = scores[j * tp + s];
+        }
+    }
+}
+
+/// [`transpose_probs`] in 8 x 8 tiles held in AVX registers (the scalar scatter cost
+/// as much as the softmax). Columns up to `t` rounded up to 8 are moved (all inside
+/// `tp`); rows of `pt` past `t` are never read.
+///
+/// # Safety
+/// The CPU must have AVX; `scores` holds `QB x tp` values, `pt` `tp x QB`, `t <= tp`,
+/// and `tp` is a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_probs_avx(scores: &[f32], tp: usize, t: usize, pt: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const _: () = assert!(QB == 8, "8 x 8 tiles");
+    assert!(scores.len() >= QB * tp && pt.len() >= tp * QB && t <= tp && tp % 8 == 0, "transpose_probs: bad sizes");
+    let (src, dst) = (scores.as_ptr(), pt.as_mut_ptr());
+    for s0 in (0..t).step_by(8) {
+        let r: [__m256; 8] = std::array::from_fn(|j| _mm256_loadu_ps(src.add(j * tp + s0)));
+        let t0 = [_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1]), _mm256_unpacklo_ps(r[2], r[3]), _mm256_unpackhi_ps(r[2], r[3])];
+        let t1 = [_mm256_unpacklo_ps(r[4], r[5]), _mm256_unpackhi_ps(r[4], r[5]), _mm256_unpacklo_ps(r[6], r[7]), _mm256_unpackhi_ps(r[6], r[7])];
+        let u0 = [
+            _mm256_shuffle_ps::<0x44>(t0[0], t0[2]),
+            _mm256_shuffle_ps::<0xEE>(t0[0], t0[2]),
+            _mm256_shuffle_ps::<0x44>(t0[1], t0[3]),
+            _mm256_shuffle_ps::<0xEE>(t0[1], t0[3]),
+        ];
+        let u1 = [
+            _mm256_shuffle_ps::<0x44>(t1[0], t1[2]),
+            _mm256_shuffle_ps::<0xEE>(t1[0], t1[2]),
+            _mm256_shuffle_ps::<0x44>(t1[1], t1[3]),
+            _mm256_shuffle_ps::<0xEE>(t1[1], t1[3]),
+        ];
+        for i in 0..4 {
+            _mm256_storeu_ps(dst.add((s0 + i) * QB), _mm256_permute2f128_ps::<0x20>(u0[i], u1[i]));
+            _mm256_storeu_ps(dst.add((s0 + 4 + i) * QB), _mm256_permute2f128_ps::<0x31>(u0[i], u1[i]));
+        }
+    }
+}
+
 /// softmax(q kᵀ + mask) v for one head, `QB` queries at a time. Written with fixed-size
 /// lane arrays so that it vectorizes under the caller's target features.
 #[inline(always)]
-fn blocked_head(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize, rank1: impl Fn(&[f32], &[f32], usize, usize) -> [[f32; KV * LANES]; QB]) {
+fn blocked_head(
+    hs: &mut HeadScratch,
+    mask: &[bool],
+    t: usize,
+    d: usize,
+    rank1: impl Fn(&[f32], &[f32], usize, usize) -> [[f32; KV * LANES]; QB],
+    transpose: impl Fn(&[f32], usize, usize, &mut [f32]),
+) {
     let (tp, dp) = (t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
     let HeadScratch { q, kt, v, qt, scores, pt, out } = hs;
     for i0 in (0..t).step_by(QB) {
@@ -267,10 +321,8 @@ fn blocked_head(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize, rank1: 
                 }
             }
             super::generic::softmax_inplace(row);
-            for s in 0..t {
-                pt[s * QB + j] = scores[j * tp + s];
-            }
         }
+        transpose(scores, tp, t, pt);
         // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows (stride dp).
         for c0 in (0..dp).step_by(KV * LANES) {
             let acc = rank1(pt, &v[c0..], dp, t);
