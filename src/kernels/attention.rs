@@ -71,6 +71,8 @@ const LANES: usize = 16;
 const QB: usize = 8;
 /// Key (or value-column) vectors per block: QB x KV accumulators of LANES lanes.
 const KV: usize = 2;
+/// Columns per block of the blocked products.
+const BW: usize = KV * LANES;
 const _: () = assert!(KV == 2, "rank1_block_avx512 holds two vectors per query");
 
 /// One head's operands, laid out for the blocked kernel and reused across calls.
@@ -78,9 +80,11 @@ const _: () = assert!(KV == 2, "rank1_block_avx512 holds two vectors per query")
 struct HeadScratch {
     /// Scaled queries `[t, d]`.
     q: Vec<f32>,
-    /// Keys transposed, `[d, tp]`, zero beyond t.
+    /// Keys transposed in blocks of `KV * LANES` keys, `[tp / 32][d][32]`, zero beyond t:
+    /// each block's `d` rows are contiguous (rows `tp` apart would fall into a few L1
+    /// sets and evict each other).
     kt: Vec<f32>,
-    /// Values `[t, dp]`, zero beyond d.
+    /// Values in blocks of 32 columns, `[dp / 32][t][32]`, zero beyond d.
     v: Vec<f32>,
     /// One query block's queries transposed, `[d, QB]`: the `QB` values broadcast at
     /// each step sit together, addressed from one pointer.
@@ -113,9 +117,9 @@ impl HeadScratch {
             let row = s * hd + col0;
             for c in 0..d {
                 self.q[s * d + c] = q[row + c] * scale;
-                self.kt[c * tp + s] = k[row + c];
+                self.kt[(s / BW) * d * BW + c * BW + s % BW] = k[row + c];
+                self.v[(c / BW) * t * BW + s * BW + c % BW] = v[row + c];
             }
-            self.v[s * dp..s * dp + d].copy_from_slice(&v[row..row + d]);
         }
     }
 }
@@ -306,9 +310,9 @@ fn blocked_head(
                 qt[c * QB + j] = q[(i0 + j.min(nq - 1)) * d + c];
             }
         }
-        // scores[j, s] = q_j . k_s: steps over c, b = kt rows (stride tp).
-        for s0 in (0..tp).step_by(KV * LANES) {
-            let acc = rank1(qt, &kt[s0..], tp, d);
+        // scores[j, s] = q_j . k_s: steps over c, b = the key block's rows.
+        for s0 in (0..tp).step_by(BW) {
+            let acc = rank1(qt, &kt[s0 * d..(s0 + BW) * d], BW, d);
             for (j, a) in acc.iter().enumerate() {
                 scores[j * tp + s0..j * tp + s0 + KV * LANES].copy_from_slice(a);
             }
@@ -324,8 +328,8 @@ fn blocked_head(
         }
         transpose(scores, tp, t, pt);
         // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows (stride dp).
-        for c0 in (0..dp).step_by(KV * LANES) {
-            let acc = rank1(pt, &v[c0..], dp, t);
+        for c0 in (0..dp).step_by(BW) {
+            let acc = rank1(pt, &v[c0 * t..(c0 + BW) * t], BW, t);
             for (j, a) in acc.iter().enumerate().take(nq) {
                 out[(i0 + j) * dp + c0..(i0 + j) * dp + c0 + KV * LANES].copy_from_slice(a);
             }
@@ -380,3 +384,4 @@ fn attention_reference(q: &[f32], k: &[f32], v: &[f32], key_mask: &[bool], t: us
         }
     }
 }
+
