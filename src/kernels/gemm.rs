@@ -197,12 +197,6 @@ pub fn gemm_at_level(
             tile.resize(t * PAIR_ROWS, 0.0);
             for u0 in (0..units).step_by(chunk_units) {
                 let u1 = (u0 + chunk_units).min(units);
-                if simd && u1 < units {
-                    // The next chunk's weights stream into L2 while this chunk computes.
-                    let next = (u1 * layout.weight_bytes)..((u1 + chunk_units).min(units) * layout.weight_bytes);
-                    prefetch(&w.panel(2 * pair)[next.clone()]);
-                    prefetch(&w.panel(2 * pair + 1)[next]);
-                }
                 if simd {
                     #[cfg(target_arch = "x86_64")]
                     for (b, tok0) in (0..t).step_by(nt).enumerate() {
@@ -241,18 +235,6 @@ pub fn gemm_at_level(
             write_out(&tile, pair, rows, part_rows, t, bias, &out_ptrs, epilogue);
         });
     });
-}
-
-/// Asks for `bytes` to be brought into L2 (a hint: it never faults).
-#[inline]
-fn prefetch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in bytes.chunks(64) {
-        // Safety: prefetching has no architectural effect; the pointer is in bounds.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(line.as_ptr().cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
 }
 
 /// The scalar reference of one pair over a range of units (tests, and levels without a

@@ -33,6 +33,9 @@ pub struct Model {
     pub batch_size: usize,
     /// The encoder's matrices in the GEMM kernels' layout, when packed at load.
     packed: Option<PackedWeights>,
+    /// Work buffers of finished forward passes, reused by the next ones (one per
+    /// concurrent caller).
+    scratch_pool: std::sync::Mutex<Vec<Scratch>>,
 }
 
 /// One fill-mask candidate, as transformers' fill-mask pipeline reports it.
@@ -64,7 +67,7 @@ impl Model {
         let weights = Weights::load(&file, &config)?;
         let packed = PackedWeights::build(&file, &weights)?;
         drop(weights);
-        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH, packed })
+        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH, packed, scratch_pool: Default::default() })
     }
 
     /// Whether the encoder's weights were packed at load (see [`packed`]).
@@ -122,10 +125,12 @@ impl Model {
         let w = self.weights();
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| seqs[i].len());
+        let pooled = self.scratch_pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut scratch = pooled.unwrap_or_else(|| Scratch::new(&self.config, 0));
         for group in order.chunks(self.batch_size.max(1)) {
             let refs: Vec<&[u32]> = group.iter().map(|&i| seqs[i].as_slice()).collect();
             let batch = Batch::new(&refs, self.config.pad_id);
-            let mut scratch = Scratch::new(&self.config, batch.b * batch.t);
+            scratch.resize(&self.config, batch.b * batch.t);
             scratch.profile = profile.as_ref().map(|_| Profile::default());
             forward(&w, self.packed.as_ref(), &self.config, &batch, &mut scratch, |layer, states| {
                 if wanted(layer) {
@@ -134,12 +139,13 @@ impl Model {
                     }
                 }
             });
-            if let (Some(total), Some(p)) = (profile.as_deref_mut(), scratch.profile) {
+            if let (Some(total), Some(p)) = (profile.as_deref_mut(), scratch.profile.take()) {
                 for (op, st) in p.ops {
                     total.add(op, st.time, st.ops, st.weight_bytes);
                 }
             }
         }
+        self.scratch_pool.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
     }
 
     /// Top-`top_k` predictions for every `<mask>` of every input.
