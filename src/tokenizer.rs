@@ -65,4 +65,26 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
+
+    /// The full encoding of `text` (ids, token strings, byte offsets, special-token mask),
+    /// never truncated.
+    pub fn encoding(&self, text: &str, add_special_tokens: bool) -> Result<tokenizers::Encoding> {
+        self.inner.encode(text, add_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// Cuts a sequence that starts with `<s>` and ends with `</s>` to at most `max_tokens`
+    /// (>= 2) by dropping tokens at the end, or at the start when `from_left`, keeping both
+    /// special tokens: what transformers' truncation of one text gives.
+    pub fn cut(ids: &mut Vec<u32>, max_tokens: usize, from_left: bool) {
+        let keep = max_tokens.max(2);
+        if ids.len() > keep {
+            if from_left {
+                ids.drain(1..ids.len() - (keep - 1));
+            } else {
+                let last = ids[ids.len() - 1];
+                ids.truncate(keep - 1);
+                ids.push(last);
+            }
+        }
+    }
 }

@@ -110,10 +110,23 @@ impl Model {
 
     /// Top-`top_k` predictions for every `<mask>` of every input.
     pub fn fill_mask(&self, texts: &[impl AsRef<str>], top_k: usize, truncate: bool) -> Result<Vec<Vec<Vec<Prediction>>>> {
+        self.check_mlm_head()?;
+        let seqs = self.tokenize_all(texts, truncate)?;
+        self.fill_mask_tokens(&seqs, top_k)
+    }
+
+    /// Fill-mask needs the MLM head; a model converted without it says so.
+    pub fn check_mlm_head(&self) -> Result<()> {
         if !self.config.has_mlm_head {
             return Err(Error::Input("this model has no MLM head (converted from XLMRobertaXLModel); fill-mask needs ...ForMaskedLM".into()));
         }
-        let seqs = self.tokenize_all(texts, truncate)?;
+        Ok(())
+    }
+
+    /// `fill_mask` on already-tokenized inputs (e.g. those of several server requests run
+    /// as one batch).
+    pub fn fill_mask_tokens(&self, seqs: &[Vec<u32>], top_k: usize) -> Result<Vec<Vec<Vec<Prediction>>>> {
+        self.check_mlm_head()?;
         for (i, s) in seqs.iter().enumerate() {
             if !s.contains(&self.config.mask_id) {
                 return Err(Error::Input(format!("input {} has no <mask> token", i + 1)));
@@ -168,6 +181,12 @@ impl Model {
     /// One vector per input (`Cls`, `Mean`), or one per token (`None`).
     pub fn embed(&self, texts: &[impl AsRef<str>], pooling: Pooling, normalize: bool, truncate: bool) -> Result<Vec<Vec<Vec<f32>>>> {
         let seqs = self.tokenize_all(texts, truncate)?;
+        Ok(self.embed_tokens(&seqs, pooling, normalize))
+    }
+
+    /// `embed` on already-tokenized inputs (e.g. those of several server requests run as
+    /// one batch).
+    pub fn embed_tokens(&self, seqs: &[Vec<u32>], pooling: Pooling, normalize: bool) -> Vec<Vec<Vec<f32>>> {
         let h = self.config.hidden;
         let last = self.config.layers;
         let mut out: Vec<Vec<Vec<f32>>> = vec![Vec::new(); seqs.len()];
@@ -188,23 +207,25 @@ impl Model {
             };
         });
         if normalize {
-            for v in out.iter_mut().flatten() {
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                v.iter_mut().for_each(|x| *x /= norm);
-            }
+            out.iter_mut().flatten().for_each(|v| l2_normalize(v));
         }
-        Ok(out)
+        out
     }
 
     /// `[input][k][token][hidden]` for each requested hidden-state index `layers[k]`
     /// (0 = embeddings, `config.layers` = after the final LayerNorm); all when `None`.
     pub fn hidden_states(&self, texts: &[impl AsRef<str>], layers: Option<&[usize]>, truncate: bool) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
+        let seqs = self.tokenize_all(texts, truncate)?;
+        self.hidden_states_tokens(&seqs, layers)
+    }
+
+    /// `hidden_states` on already-tokenized inputs.
+    pub fn hidden_states_tokens(&self, seqs: &[Vec<u32>], layers: Option<&[usize]>) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
         let all: Vec<usize> = (0..=self.config.layers).collect();
         let layers = layers.unwrap_or(&all);
         if let Some(&bad) = layers.iter().find(|&&l| l > self.config.layers) {
             return Err(Error::Input(format!("layer {bad} does not exist (0 = embeddings ... {} = final)", self.config.layers)));
         }
-        let seqs = self.tokenize_all(texts, truncate)?;
         let h = self.config.hidden;
         let mut out: Vec<Vec<Vec<Vec<f32>>>> = vec![vec![Vec::new(); layers.len()]; seqs.len()];
         self.run_batches(&seqs, |l| layers.contains(&l), |input, batch, row, layer, states| {
@@ -216,4 +237,10 @@ impl Model {
         });
         Ok(out)
     }
+}
+
+/// Scales `v` to unit L2 norm (a zero vector stays zero).
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
 }
