@@ -510,3 +510,22 @@ fn readme_curl_examples_run() {
         assert!(!o.stdout.is_empty() || cmd.contains("/health"), "{cmd}: empty answer");
     }
 }
+
+/// The server's truncation (`Tokenizer::cut` after a full encoding) equals the tokenizers
+/// crate's own truncation, as TEI applies it, from either side.
+#[test]
+fn truncation_equals_the_tokenizers_crate() {
+    use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
+    let m = xlmr::Model::load(model()).unwrap();
+    let text = "Ein ziemlich langer Satz, der in Tokens zerlegt wird: 東京は日本の首都です 🙂 and more words";
+    for (direction, from_left) in [(TruncationDirection::Right, false), (TruncationDirection::Left, true)] {
+        for max in [2, 3, 8, 16, 1000] {
+            let mut reference = tokenizers::Tokenizer::from_file(tiny().join("tokenizer.json")).unwrap();
+            reference.with_truncation(Some(TruncationParams { max_length: max, strategy: TruncationStrategy::LongestFirst, stride: 0, direction })).unwrap();
+            let want = reference.encode(text, true).unwrap().get_ids().to_vec();
+            let mut got = m.tokenizer.encoding(text, true).unwrap().get_ids().to_vec();
+            xlmr::tokenizer::Tokenizer::cut(&mut got, max, from_left);
+            assert_eq!(got, want, "max {max}, {direction:?}");
+        }
+    }
+}
