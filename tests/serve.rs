@@ -362,7 +362,7 @@ fn error_paths_answer_in_tei_shape_and_the_server_keeps_serving() {
 /// within 10 % of before.
 #[test]
 fn concurrent_clients_get_the_single_request_answers() {
-    let s = Server::start(&["--max-concurrent-requests", "512"]);
+    let s = Server::start(&["--max-concurrent-requests", "512", "--json-logs"]);
     let soak = Duration::from_secs(std::env::var("XLMR_SERVE_SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(10));
     let texts: Vec<String> = (0..16).map(|i| format!("client text {i}: {}", "word ".repeat(i % 7 + 1))).collect();
     // Single-request answers first, one at a time.
@@ -415,6 +415,11 @@ fn concurrent_clients_get_the_single_request_answers() {
     let batched = metrics.lines().find(|l| l.starts_with("xlmr_batch_inputs_count")).unwrap();
     eprintln!("{batched}");
     assert_eq!(s.get("/health").0, 200);
+    // --json-logs: one JSON object per request.
+    let log = s.log.lock().unwrap().clone();
+    let line: Value = serde_json::from_str(log.lines().find(|l| l.contains("/embed")).unwrap()).unwrap();
+    assert_eq!((line["method"].as_str(), line["route"].as_str(), line["status"].as_u64()), (Some("POST"), Some("/embed"), Some(200)));
+    assert!(line["inputs"].as_u64().unwrap() >= 1 && line["tokens"].as_u64().unwrap() > 2 && line["ms"].as_f64().is_some(), "{line}");
 }
 
 #[test]

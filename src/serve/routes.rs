@@ -208,11 +208,7 @@ pub async fn tokenize(State(s): State<AppState>, body: Body) -> Result<Response,
 
 pub async fn decode(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let req: DecodeRequest = parse_body(body)?;
-    let ids = match req.ids {
-        InputIds::Single(ids) => vec![ids],
-        InputIds::Batch(ids) if ids.is_empty() => return Err(ApiError::empty("`ids` cannot be empty")),
-        InputIds::Batch(ids) => ids,
-    };
+    let (ids, _) = req.ids.into_vec();
     let _permit = s.admit(ids.len())?;
     let texts = ids
         .iter()

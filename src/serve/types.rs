@@ -12,39 +12,28 @@ pub enum InputType {
     Ids(Vec<u32>),
 }
 
-/// `inputs`: one input or a list of them.
+/// One item or a list of them (`inputs`, `input`, `ids`). A lone `[1, 2]` is one item when
+/// `T` is itself a list (token ids), as in TEI.
 #[derive(Deserialize, Debug)]
 #[serde(untagged)]
-pub enum Input {
-    Single(InputType),
-    Batch(Vec<InputType>),
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
 }
 
-impl Input {
-    pub fn into_vec(self) -> (Vec<InputType>, bool) {
+impl<T> OneOrMany<T> {
+    /// The items, and whether a list was sent.
+    pub fn into_vec(self) -> (Vec<T>, bool) {
         match self {
-            Input::Single(i) => (vec![i], false),
-            Input::Batch(v) => (v, true),
+            OneOrMany::One(x) => (vec![x], false),
+            OneOrMany::Many(v) => (v, true),
         }
     }
 }
 
+pub type Input = OneOrMany<InputType>;
 /// Texts only (`/tokenize`, `/fill-mask`, `/hidden-states`).
-#[derive(Deserialize, Debug)]
-#[serde(untagged)]
-pub enum TextInput {
-    Single(String),
-    Batch(Vec<String>),
-}
-
-impl TextInput {
-    pub fn into_vec(self) -> (Vec<String>, bool) {
-        match self {
-            TextInput::Single(s) => (vec![s], false),
-            TextInput::Batch(v) => (v, true),
-        }
-    }
-}
+pub type TextInput = OneOrMany<String>;
 
 #[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TruncationDirection {
@@ -147,15 +136,8 @@ pub struct SimpleToken {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-pub enum InputIds {
-    Single(Vec<u32>),
-    Batch(Vec<Vec<u32>>),
-}
-
-#[derive(Deserialize)]
 pub struct DecodeRequest {
-    pub ids: InputIds,
+    pub ids: OneOrMany<Vec<u32>>,
     #[serde(default = "yes")]
     pub skip_special_tokens: bool,
 }
