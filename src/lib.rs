@@ -8,11 +8,14 @@ pub mod convert;
 pub mod error;
 pub mod ffi;
 pub mod gguf;
+pub mod heads;
 pub mod kernels;
 pub mod quant;
 
 pub use error::{Error, Result};
 pub mod model;
+pub mod tasks;
 pub mod tokenizer;
 
 pub use model::{Model, Pooling, Prediction};
+pub use tasks::{ClassifyFunction, ClassifyOptions, LabelScore, TextInput, TopK};

@@ -1,3 +1,5 @@
+mod heads;
+
 use std::fmt::Write;
 use std::io::Read;
 use std::path::PathBuf;
@@ -11,6 +13,8 @@ pub enum Task {
     Embed,
     /// The output of every layer, as transformers' output_hidden_states
     HiddenStates,
+    /// Labels of each text or text pair, like the text-classification pipeline (...ForSequenceClassification)
+    Classify,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -38,9 +42,17 @@ pub struct Args {
     /// Worker threads (default: all cores)
     #[arg(short, long)]
     pub threads: Option<usize>,
-    /// fill-mask: predictions per mask
-    #[arg(long, default_value_t = 5)]
-    pub top_k: usize,
+    /// fill-mask: predictions per mask (default 5); classify: labels per input, N or `all`
+    /// (default: the best label, printed as the pipeline's single dict)
+    #[arg(long)]
+    pub top_k: Option<String>,
+    /// classify: softmax, sigmoid or none (default: from the model's problem_type, as the pipeline)
+    #[arg(long)]
+    pub function: Option<String>,
+    /// classify: the second text of a pair, for every TEXT (lines of a file or stdin give
+    /// pairs as TEXT<TAB>TEXT_PAIR)
+    #[arg(long)]
+    pub pair: Option<String>,
     /// embed: how token vectors become one vector
     #[arg(long, value_enum, default_value = "mean")]
     pub pooling: PoolingArg,
@@ -107,11 +119,13 @@ pub fn run(args: Args) -> Result<()> {
         b.build().map_err(|e| Error::Input(format!("cannot start threads: {e}")))?
     };
     pool.install(|| match args.task {
+        Task::Classify => heads::classify(&model, &args, &inputs),
         Task::FillMask => {
-            if args.top_k == 0 {
-                return Err(Error::Input("--top-k must be at least 1".into()));
-            }
-            let res = model.fill_mask(&inputs, args.top_k, args.truncate)?;
+            let top_k = match args.top_k.as_deref() {
+                None => 5,
+                Some(s) => s.parse::<usize>().ok().filter(|&k| k > 0).ok_or_else(|| Error::Input(format!("--top-k {s:?}: give a number of predictions, at least 1")))?,
+            };
+            let res = model.fill_mask(&inputs, top_k, args.truncate)?;
             if args.json {
                 super::emit(&format!("{}\n", serde_json::to_string(&res).expect("serializable")));
             } else {

@@ -1,0 +1,56 @@
+//! `xlmr run` for the fine-tuned heads: reads the inputs each task takes, calls the task
+//! API on `Model` (src/tasks/) and prints its result. No task logic here.
+
+use super::Args;
+use std::fmt::Write;
+use xlmr::{ClassifyOptions, Error, Model, Result, TextInput, TopK};
+
+fn print_json(value: &impl serde::Serialize) {
+    crate::cli::emit(&format!("{}\n", serde_json::to_string(value).expect("serializable")));
+}
+
+/// Positional TEXTs (paired with `--pair` when given), or lines `TEXT` / `TEXT<TAB>TEXT_PAIR`.
+fn text_inputs<'a>(args: &'a Args, inputs: &'a [String]) -> Vec<TextInput<'a>> {
+    inputs
+        .iter()
+        .map(|t| match (&args.pair, args.text.is_empty()) {
+            (Some(pair), _) => TextInput::Pair(t, pair),
+            (None, true) => match t.split_once('\t') {
+                Some((a, b)) => TextInput::Pair(a, b),
+                None => TextInput::Single(t),
+            },
+            (None, false) => TextInput::Single(t),
+        })
+        .collect()
+}
+
+pub fn classify(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
+    let opts = ClassifyOptions {
+        top_k: args.top_k.as_deref().map(|s| s.parse::<TopK>().map_err(|e| Error::Input(format!("--top-k: {e}")))).transpose()?.unwrap_or(TopK::N(1)),
+        function: args.function.as_deref().map(str::parse).transpose()?,
+        truncate: args.truncate,
+    };
+    let texts = text_inputs(args, inputs);
+    let res = model.classify(&texts, &opts)?;
+    if args.json {
+        // Without --top-k the pipeline answers one {label, score} per input, with it a list.
+        if args.top_k.is_none() {
+            print_json(&res.iter().map(|r| &r[0]).collect::<Vec<_>>());
+        } else {
+            print_json(&res);
+        }
+        return Ok(());
+    }
+    let mut out = String::new();
+    for (i, (input, labels)) in texts.iter().zip(&res).enumerate() {
+        match input {
+            TextInput::Single(t) => writeln!(out, "input {}: {t}", i + 1).unwrap(),
+            TextInput::Pair(a, b) => writeln!(out, "input {}: {a} | {b}", i + 1).unwrap(),
+        }
+        for l in labels {
+            writeln!(out, "  {:>10.6}  {}", l.score, l.label).unwrap();
+        }
+    }
+    crate::cli::emit(&out);
+    Ok(())
+}
