@@ -18,4 +18,4 @@ pub mod tasks;
 pub mod tokenizer;
 
 pub use model::{Model, Pooling, Prediction};
-pub use tasks::{ClassifyFunction, ClassifyOptions, LabelScore, TextInput, TopK};
+pub use tasks::{Aggregation, ClassifyFunction, ClassifyOptions, Entity, LabelScore, TextInput, TokenClassifyOptions, TopK};

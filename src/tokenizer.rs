@@ -110,7 +110,7 @@ impl Tokenizer {
         use tokenizers::Decoder;
         match self.inner.get_decoder() {
             Some(d) => d.decode(tokens).map_err(|e| Error::Tokenizer(e.to_string())),
-            None => Ok(tokens.concat()),
+            None => Ok(tokens.join(" ")),
         }
     }
 

@@ -185,3 +185,61 @@ fn cli_classify_bad_input() {
     cli_fails("seq-cls", &c, b"first\tsecond\nonly one side\t \n", "input 2: text_pair is empty");
     cli_fails("seq-cls", &[&c[..], &["--function", "relu", "x"]].concat(), b"", "unknown function");
 }
+
+// ------------------------------------------------------------------ token classification
+
+fn token_options(kwargs: &Value) -> xlmr::TokenClassifyOptions {
+    let mut opts = xlmr::TokenClassifyOptions {
+        aggregation: kwargs["aggregation_strategy"].as_str().unwrap().parse().unwrap(),
+        truncate: true, // the pipeline always truncates to the model's maximum
+        ..Default::default()
+    };
+    if let Some(labels) = kwargs.get("ignore_labels") {
+        opts.ignore_labels = labels.as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
+    }
+    opts
+}
+
+/// Entities equal field for field: labels, words, offsets and index exactly, scores within 1e-5.
+fn same_entities(got: &Value, want: &Value, what: &str) {
+    let (g, w) = (got.as_array().unwrap(), want.as_array().unwrap());
+    assert_eq!(g.len(), w.len(), "{what}: entity count\n got {got}\nwant {want}");
+    for (g, w) in g.iter().zip(w) {
+        let (go, wo) = (g.as_object().unwrap(), w.as_object().unwrap());
+        assert_eq!(go.keys().collect::<Vec<_>>(), wo.keys().collect::<Vec<_>>(), "{what}: fields");
+        for (k, wv) in wo {
+            if k == "score" {
+                assert!(close(go[k].as_f64().unwrap(), wv.as_f64().unwrap()), "{what}: {g} vs {w}");
+            } else {
+                assert_eq!(&go[k], wv, "{what}: {k} of {g} vs {w}");
+            }
+        }
+    }
+}
+
+#[test]
+fn token_classify_matches_token_classification_pipeline() {
+    let m = model("token-cls", GgmlType::F32);
+    for case in head_reference("token-cls")["cases"].as_array().unwrap() {
+        let texts: Vec<&str> = case["inputs"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        let got = serde_json::to_value(m.token_classify(&texts, &token_options(&case["kwargs"])).unwrap()).unwrap();
+        for (i, (g, w)) in got.as_array().unwrap().iter().zip(case["output"].as_array().unwrap()).enumerate() {
+            same_entities(g, w, &format!("{} input {i}", case["kwargs"]));
+        }
+    }
+}
+
+#[test]
+fn cli_token_classify() {
+    let reference = head_reference("token-cls");
+    let case = &reference["cases"][1]; // simple
+    let texts: Vec<&str> = case["inputs"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let lines: String = texts.iter().filter(|t| !t.contains('\t')).map(|t| format!("{t}\n")).collect();
+    let got = cli_json("token-cls", &["--task", "ner", "--json"], lines.as_bytes());
+    let want: Vec<&Value> = texts.iter().zip(case["output"].as_array().unwrap()).filter(|(t, _)| !t.contains('\t')).map(|(_, o)| o).collect();
+    for (g, w) in got.as_array().unwrap().iter().zip(want) {
+        same_entities(g, w, "cli simple");
+    }
+    cli_fails("token-cls", &["--task", "token-classify", "--aggregation", "longest", "x"], b"", "unknown aggregation");
+    cli_fails("seq-cls", &["--task", "ner", "x"], b"", "needs a model converted from XLMRobertaXLForTokenClassification");
+}

@@ -15,6 +15,9 @@ pub enum Task {
     HiddenStates,
     /// Labels of each text or text pair, like the text-classification pipeline (...ForSequenceClassification)
     Classify,
+    /// Entities of each text, like the token-classification (NER) pipeline (...ForTokenClassification)
+    #[value(alias = "ner")]
+    TokenClassify,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -53,6 +56,12 @@ pub struct Args {
     /// pairs as TEXT<TAB>TEXT_PAIR)
     #[arg(long)]
     pub pair: Option<String>,
+    /// token-classify: none, simple, first, average or max (default simple)
+    #[arg(long)]
+    pub aggregation: Option<String>,
+    /// token-classify: labels to leave out, comma-separated (default O; "" keeps all)
+    #[arg(long, value_delimiter = ',')]
+    pub ignore_labels: Option<Vec<String>>,
     /// embed: how token vectors become one vector
     #[arg(long, value_enum, default_value = "mean")]
     pub pooling: PoolingArg,
@@ -120,6 +129,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     pool.install(|| match args.task {
         Task::Classify => heads::classify(&model, &args, &inputs),
+        Task::TokenClassify => heads::token_classify(&model, &args, &inputs),
         Task::FillMask => {
             let top_k = match args.top_k.as_deref() {
                 None => 5,

@@ -8,8 +8,10 @@
 //! - [`multiple_choice`]: `Model::multiple_choice` (`...ForMultipleChoice`; no pipeline).
 
 pub mod text_classification;
+pub mod token_classification;
 
 pub use text_classification::{ClassifyFunction, ClassifyOptions, LabelScore, TopK};
+pub use token_classification::{Aggregation, Entity, TokenClassifyOptions};
 
 use crate::error::{Error, Result};
 use crate::heads::{HeadInfo, HeadKind};

@@ -3,7 +3,7 @@
 
 use super::Args;
 use std::fmt::Write;
-use xlmr::{ClassifyOptions, Error, Model, Result, TextInput, TopK};
+use xlmr::{ClassifyOptions, Error, Model, Result, TextInput, TokenClassifyOptions, TopK};
 
 fn print_json(value: &impl serde::Serialize) {
     crate::cli::emit(&format!("{}\n", serde_json::to_string(value).expect("serializable")));
@@ -49,6 +49,33 @@ pub fn classify(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
         }
         for l in labels {
             writeln!(out, "  {:>10.6}  {}", l.score, l.label).unwrap();
+        }
+    }
+    crate::cli::emit(&out);
+    Ok(())
+}
+
+pub fn token_classify(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
+    let defaults = TokenClassifyOptions::default();
+    let opts = TokenClassifyOptions {
+        aggregation: args.aggregation.as_deref().map(str::parse).transpose()?.unwrap_or(defaults.aggregation),
+        ignore_labels: match &args.ignore_labels {
+            Some(labels) => labels.iter().filter(|l| !l.is_empty()).cloned().collect(),
+            None => defaults.ignore_labels,
+        },
+        truncate: args.truncate,
+    };
+    let res = model.token_classify(inputs, &opts)?;
+    if args.json {
+        print_json(&res);
+        return Ok(());
+    }
+    let mut out = String::new();
+    for (i, (text, entities)) in inputs.iter().zip(&res).enumerate() {
+        writeln!(out, "input {}: {text}", i + 1).unwrap();
+        for e in entities {
+            let label = e.entity.as_ref().or(e.entity_group.as_ref()).map_or("", |s| s.as_str());
+            writeln!(out, "  {:>10.6}  {label:<12} {:>5}..{:<5} {}", e.score, e.start, e.end, e.word).unwrap();
         }
     }
     crate::cli::emit(&out);
