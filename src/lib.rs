@@ -18,4 +18,6 @@ pub mod tasks;
 pub mod tokenizer;
 
 pub use model::{Model, Pooling, Prediction};
-pub use tasks::{Aggregation, ClassifyFunction, ClassifyOptions, Entity, LabelScore, TextInput, TokenClassifyOptions, TopK};
+pub use tasks::{
+    Aggregation, Answer, ClassifyFunction, ClassifyOptions, Entity, LabelScore, QaInput, QaOptions, TextInput, TokenClassifyOptions, TopK,
+};

@@ -243,3 +243,81 @@ fn cli_token_classify() {
     cli_fails("token-cls", &["--task", "token-classify", "--aggregation", "longest", "x"], b"", "unknown aggregation");
     cli_fails("seq-cls", &["--task", "ner", "x"], b"", "needs a model converted from XLMRobertaXLForTokenClassification");
 }
+
+// ------------------------------------------------------------------ question answering
+
+fn qa_options(kwargs: &Value) -> xlmr::QaOptions {
+    let get = |k: &str| kwargs.get(k).map(|v| v.as_u64().unwrap() as usize);
+    let d = xlmr::QaOptions::default();
+    xlmr::QaOptions {
+        top_k: get("top_k").unwrap_or(d.top_k),
+        max_seq_len: get("max_seq_len").unwrap_or(d.max_seq_len),
+        doc_stride: get("doc_stride"),
+        max_answer_len: get("max_answer_len").unwrap_or(d.max_answer_len),
+        handle_impossible_answer: kwargs.get("handle_impossible_answer").is_some_and(|v| v.as_bool().unwrap()),
+    }
+}
+
+/// The pipeline answers one object when it has one answer, else a list.
+fn as_list(v: &Value) -> Value {
+    if v.is_object() {
+        Value::Array(vec![v.clone()])
+    } else {
+        v.clone()
+    }
+}
+
+#[test]
+fn answer_matches_question_answering_pipeline() {
+    let m = model("qa", GgmlType::F32);
+    let mut several_windows = false;
+    let mut unanswerable = false;
+    for case in head_reference("qa")["cases"].as_array().unwrap() {
+        let items = case["inputs"].as_array().unwrap();
+        let inputs: Vec<xlmr::QaInput> =
+            items.iter().map(|i| xlmr::QaInput { question: i["question"].as_str().unwrap(), context: i["context"].as_str().unwrap() }).collect();
+        let opts = qa_options(&case["kwargs"]);
+        let stride = opts.doc_stride.unwrap_or(128);
+        for (i, n) in case["windows"].as_array().unwrap().iter().enumerate() {
+            let windows = m.tokenizer.question_windows(inputs[i].question, inputs[i].context, opts.max_seq_len, stride).unwrap();
+            assert_eq!(windows.len() as u64, n.as_u64().unwrap(), "windows of input {i}");
+            several_windows |= windows.len() > 2;
+        }
+        let got = serde_json::to_value(m.answer(&inputs, &opts).unwrap()).unwrap();
+        for (g, w) in got.as_array().unwrap().iter().zip(case["output"].as_array().unwrap()) {
+            let w = as_list(w);
+            same_entities(g, &w, &format!("qa {}", case["kwargs"]));
+            unanswerable |= w[0]["answer"] == "";
+        }
+    }
+    assert!(several_windows && unanswerable, "the fixture covers long contexts and an unanswerable question");
+}
+
+#[test]
+fn cli_qa_and_bad_input() {
+    let reference = head_reference("qa");
+    let case = &reference["cases"][0];
+    // The short contexts only (the library test covers the long one).
+    let short = |i: &Value| i["context"].as_str().unwrap().len() < 1000;
+    let lines: String = case["inputs"].as_array().unwrap().iter().filter(|i| short(i)).map(|i| format!("{i}\n")).collect();
+    let got = cli_json("qa", &["--task", "qa", "--json"], lines.as_bytes());
+    let inputs = case["inputs"].as_array().unwrap();
+    let want = case["output"].as_array().unwrap().iter().zip(inputs).filter(|(_, i)| short(i)).map(|(o, _)| o);
+    assert_eq!(got.as_array().unwrap().len(), 3);
+    for (g, w) in got.as_array().unwrap().iter().zip(want) {
+        same_entities(&as_list(g), &as_list(w), "cli qa");
+    }
+    let first = &case["inputs"][0];
+    let one = cli_json(
+        "qa",
+        &["--task", "qa", "--json", "--top-k", "1", "--question", first["question"].as_str().unwrap(), "--context", first["context"].as_str().unwrap()],
+        b"",
+    );
+    same_entities(&one[0], &as_list(&case["output"][0]), "cli --question");
+    let qa = ["--task", "qa"];
+    cli_fails("qa", &qa, b"{\"question\": \"Who?\"}\n", "line 1: no \"context\"");
+    cli_fails("qa", &qa, b"{\"question\": \"Who?\", \"context\": \"  \"}\n", "context is empty");
+    cli_fails("qa", &qa, b"not json\n", "line 1: not a JSON object");
+    cli_fails("qa", &[&qa[..], &["--top-k", "0", "--question", "a", "--context", "b"]].concat(), b"", "--top-k");
+    cli_fails("qa", &[&qa[..], &["--doc-stride", "500", "--question", "a", "--context", "b"]].concat(), b"", "doc_stride");
+}

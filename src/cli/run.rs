@@ -18,6 +18,9 @@ pub enum Task {
     /// Entities of each text, like the token-classification (NER) pipeline (...ForTokenClassification)
     #[value(alias = "ner")]
     TokenClassify,
+    /// Answer spans, like transformers 4.x's question-answering pipeline (...ForQuestionAnswering);
+    /// input: JSONL lines {"question": ..., "context": ...}, or --question and --context
+    Qa,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -62,6 +65,24 @@ pub struct Args {
     /// token-classify: labels to leave out, comma-separated (default O; "" keeps all)
     #[arg(long, value_delimiter = ',')]
     pub ignore_labels: Option<Vec<String>>,
+    /// qa: the question (with --context)
+    #[arg(long, requires = "context", conflicts_with_all = ["text", "file"])]
+    pub question: Option<String>,
+    /// qa: the context (with --question)
+    #[arg(long, requires = "question")]
+    pub context: Option<String>,
+    /// qa: tokens per window, question included
+    #[arg(long, default_value_t = 384)]
+    pub max_seq_len: usize,
+    /// qa: tokens of overlap between windows of a long context (default min(max-seq-len/2, 128))
+    #[arg(long)]
+    pub doc_stride: Option<usize>,
+    /// qa: longest answer, in tokens
+    #[arg(long, default_value_t = 15)]
+    pub max_answer_len: usize,
+    /// qa: allow the empty answer (score: the smallest "no answer" probability over windows)
+    #[arg(long)]
+    pub handle_impossible_answer: bool,
     /// embed: how token vectors become one vector
     #[arg(long, value_enum, default_value = "mean")]
     pub pooling: PoolingArg,
@@ -114,7 +135,7 @@ fn preview(v: &[f32]) -> String {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let inputs = read_inputs(&args)?;
+    let inputs = if args.question.is_some() { Vec::new() } else { read_inputs(&args)? };
     let mut model = Model::load(&args.model)?;
     model.batch_size = args.batch_size.max(1);
     let pool = {
@@ -130,6 +151,7 @@ pub fn run(args: Args) -> Result<()> {
     pool.install(|| match args.task {
         Task::Classify => heads::classify(&model, &args, &inputs),
         Task::TokenClassify => heads::token_classify(&model, &args, &inputs),
+        Task::Qa => heads::answer(&model, &args, &inputs),
         Task::FillMask => {
             let top_k = match args.top_k.as_deref() {
                 None => 5,
