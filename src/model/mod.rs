@@ -7,6 +7,7 @@ pub mod weights;
 
 use crate::error::{Error, Result};
 use crate::gguf::{keys, GgufFile};
+use crate::heads::{Head, HeadInfo};
 use crate::kernels::softmax_inplace;
 use crate::tokenizer::Tokenizer;
 use config::ModelConfig;
@@ -23,6 +24,8 @@ pub struct Model {
     pub tokenizer: Tokenizer,
     /// Inputs per forward pass.
     pub batch_size: usize,
+    /// The task head of a fine-tuned checkpoint, if the file has one.
+    pub head: Option<HeadInfo>,
 }
 
 /// One fill-mask candidate, as transformers' fill-mask pipeline reports it.
@@ -52,11 +55,20 @@ impl Model {
         let tokenizer = Tokenizer::from_json(file.get_str(keys::TOKENIZER_HF_JSON)?, config.max_tokens)?;
         // Validate every tensor now, so that a bad file fails at load, not mid-run.
         Weights::load(&file, &config)?;
-        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH })
+        let head = HeadInfo::from_gguf(&file)?;
+        if let Some(info) = &head {
+            Head::load(&file, config.hidden, info)?;
+        }
+        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH, head })
     }
 
     pub fn weights(&self) -> Weights<'_> {
         Weights::load(&self.file, &self.config).expect("validated at load")
+    }
+
+    /// The task head's weights; `None` for files without one.
+    pub fn head_weights(&self) -> Option<Head<'_>> {
+        self.head.as_ref().map(|info| Head::load(&self.file, self.config.hidden, info).expect("validated at load"))
     }
 
     pub fn file(&self) -> &GgufFile {
