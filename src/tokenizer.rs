@@ -132,10 +132,14 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// The full encoding of `text` (ids, token strings, byte offsets, special-token mask),
-    /// never truncated.
-    pub fn encoding(&self, text: &str, add_special_tokens: bool) -> Result<tokenizers::Encoding> {
-        self.inner.encode(text, add_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
+    /// The full encoding of a text or a text pair (ids, token strings, byte offsets as TEI
+    /// reports them, special-token mask), never truncated and without a length check.
+    pub fn encode_full(&self, text: &str, pair: Option<&str>, add_special_tokens: bool) -> Result<tokenizers::Encoding> {
+        let input = match pair {
+            Some(p) => tokenizers::EncodeInput::Dual(text.into(), p.into()),
+            None => tokenizers::EncodeInput::Single(text.into()),
+        };
+        self.inner.encode(input, add_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
     /// Cuts a sequence that starts with `<s>` and ends with `</s>` to at most `max_tokens`

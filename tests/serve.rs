@@ -25,9 +25,13 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Server::start_with(&model(), extra)
+    }
+
+    fn start_with(model: &std::path::Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_xlmr"))
             .args(["serve", "-m"])
-            .arg(model())
+            .arg(model)
             .args(["--port", "0", "--threads", "2"])
             .args(extra)
             .env_remove("XLMR_API_KEY")
@@ -319,7 +323,7 @@ fn error_paths_answer_in_tei_shape_and_the_server_keeps_serving() {
     assert_error((st, v.clone()), 422, "Validation");
     assert!(v["error"].as_str().unwrap().contains("must have less than 16 tokens"), "{v}");
     let m = xlmr::Model::load(model()).unwrap();
-    let full = m.tokenizer.encoding(long, true).unwrap().get_ids().to_vec();
+    let full = m.tokenizer.encode_full(long, None, true).unwrap().get_ids().to_vec();
     for (dir, kept) in [("right", [&full[..15], &full[full.len() - 1..]].concat()), ("left", [&full[..1], &full[full.len() - 15..]].concat())] {
         let (st, v) = post("/embed", json!({ "inputs": long, "truncate": true, "truncation_direction": dir }));
         assert_eq!(st, 200, "{v}");
@@ -506,10 +510,20 @@ fn readme_curl_examples_run() {
     let section = readme.split("\n## Server").nth(1).expect("README has a `## Server` section");
     let section = section.split("\n## ").next().unwrap();
     let commands: Vec<&str> = section.lines().filter(|l| l.starts_with("curl ")).collect();
-    assert!(commands.len() >= 10, "one curl per route expected, found {}", commands.len());
+    assert!(commands.len() >= 12, "one curl per route expected, found {}", commands.len());
+    // /predict and /rerank need classification heads: those lines go to the fixtures'.
     let s = Server::start(&["--api-key", "KEY"]);
+    let classifier = Server::start_with(&converted(&head_model("seq-cls"), GgmlType::Q8_0), &["--api-key", "KEY"]);
+    let reranker = Server::start_with(&converted(&head_model("seq-cls-one"), GgmlType::Q8_0), &["--api-key", "KEY"]);
     for cmd in commands {
-        let cmd = cmd.replace("localhost:8080", &s.addr).replacen("curl ", "curl -sS --fail-with-body -H 'Authorization: Bearer KEY' ", 1);
+        let server = if cmd.contains("/predict") {
+            &classifier
+        } else if cmd.contains("/rerank") {
+            &reranker
+        } else {
+            &s
+        };
+        let cmd = cmd.replace("localhost:8080", &server.addr).replacen("curl ", "curl -sS --fail-with-body -H 'Authorization: Bearer KEY' ", 1);
         let o = Command::new("bash").args(["-c", &cmd]).output().unwrap();
         assert!(o.status.success(), "{cmd}\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         assert!(!o.stdout.is_empty() || cmd.contains("/health"), "{cmd}: empty answer");
@@ -528,9 +542,68 @@ fn truncation_equals_the_tokenizers_crate() {
             let mut reference = tokenizers::Tokenizer::from_file(tiny().join("tokenizer.json")).unwrap();
             reference.with_truncation(Some(TruncationParams { max_length: max, strategy: TruncationStrategy::LongestFirst, stride: 0, direction })).unwrap();
             let want = reference.encode(text, true).unwrap().get_ids().to_vec();
-            let mut got = m.tokenizer.encoding(text, true).unwrap().get_ids().to_vec();
+            let mut got = m.tokenizer.encode_full(text, None, true).unwrap().get_ids().to_vec();
             xlmr::tokenizer::Tokenizer::cut(&mut got, max, from_left);
             assert_eq!(got, want, "max {max}, {direction:?}");
         }
     }
+}
+
+/// `/predict` and `/rerank` on sequence-classification fixtures give `Model::classify`'s
+/// scores (itself tested against transformers' pipeline in tests/heads.rs), in TEI's shapes.
+#[test]
+fn predict_and_rerank_answer_as_model_classify() {
+    use xlmr::{ClassifyFunction, ClassifyOptions, TextInput, TopK};
+    let classify = |m: &xlmr::Model, inputs: &[TextInput], raw: bool| -> Value {
+        let opts = ClassifyOptions { top_k: TopK::All, function: raw.then_some(ClassifyFunction::None), truncate: false };
+        serde_json::to_value(m.classify(inputs, &opts).unwrap()).unwrap()
+    };
+    let (a, b) = ("I loved this film.", "Ce film était terrible.");
+
+    let path = converted(&head_model("seq-cls"), GgmlType::Q8_0);
+    let m = xlmr::Model::load(&path).unwrap();
+    let s = Server::start_with(&path, &[]);
+    let (st, one) = s.post("/predict", &json!({ "inputs": a }));
+    assert_eq!(st, 200, "{one}");
+    assert_eq!(one, classify(&m, &[TextInput::Single(a)], false)[0], "every label, best first");
+    assert!(one.as_array().unwrap().len() > 1);
+    let (_, pair) = s.post("/predict", &json!({ "inputs": [a, b] }));
+    assert_eq!(pair, classify(&m, &[TextInput::Pair(a, b)], false)[0]);
+    let (_, batch) = s.post("/predict", &json!({ "inputs": [[a], [a, b]], "raw_scores": true }));
+    assert_eq!(batch, classify(&m, &[TextInput::Single(a), TextInput::Pair(a, b)], true));
+    assert_eq!(s.post("/", &json!({ "inputs": a })).1, one, "POST / is the model's task (TEI)");
+    let info: Value = serde_json::from_str(&s.get("/info").1).unwrap();
+    let labels = &m.head.as_ref().unwrap().labels;
+    assert_eq!(info["model_type"]["classifier"]["id2label"]["0"], labels[0].as_str());
+    assert_error(s.post("/predict", &json!({ "inputs": [[a, b, a]] })), 422, "Validation");
+    assert_error(s.post("/predict", &json!({ "inputs": [a, ""] })), 400, "Empty");
+    assert_error(s.post("/rerank", &json!({ "query": a, "texts": [b] })), 424, "Backend");
+    assert_eq!(s.post("/embed", &json!({ "inputs": a })).0, 200, "the encoder still embeds");
+    drop(s);
+
+    let path = converted(&head_model("seq-cls-one"), GgmlType::Q8_0);
+    let m = xlmr::Model::load(&path).unwrap();
+    let s = Server::start_with(&path, &[]);
+    let texts = ["Paris is the capital of France.", "Bananas are yellow.", "The capital of France is Paris, a large city."];
+    let query = "What is the capital of France?";
+    let pairs: Vec<TextInput> = texts.iter().map(|t| TextInput::Pair(query, t)).collect();
+    for raw in [false, true] {
+        let want: Vec<f64> = classify(&m, &pairs, raw).as_array().unwrap().iter().map(|l| l[0]["score"].as_f64().unwrap()).collect();
+        let (st, ranks) = s.post("/rerank", &json!({ "query": query, "texts": texts, "raw_scores": raw, "return_text": true }));
+        assert_eq!(st, 200, "{ranks}");
+        let ranks = ranks.as_array().unwrap();
+        assert_eq!(ranks.len(), 3);
+        for (k, r) in ranks.iter().enumerate() {
+            let i = r["index"].as_u64().unwrap() as usize;
+            assert_eq!(r["score"].as_f64().unwrap(), want[i]);
+            assert_eq!(r["text"], texts[i]);
+            if k > 0 {
+                assert!(ranks[k - 1]["score"].as_f64().unwrap() >= r["score"].as_f64().unwrap(), "sorted best first");
+            }
+        }
+    }
+    let (_, no_text) = s.post("/", &json!({ "query": query, "texts": texts }));
+    assert!(no_text[0].get("text").is_none(), "text only with return_text: {no_text}");
+    let info: Value = serde_json::from_str(&s.get("/info").1).unwrap();
+    assert!(info["model_type"]["reranker"]["id2label"].is_object(), "{info}");
 }

@@ -92,6 +92,20 @@ fn pooling_from_file(model: &Model) -> Option<Pooling> {
     }
 }
 
+/// TEI's `model_type`: a classifier (a reranker when it has one label) with its labels, or
+/// an embedding model with its pooling.
+fn model_type(model: &Model, pooling: &str) -> serde_json::Value {
+    match &model.head {
+        Some(h) if h.kind == xlmr::heads::HeadKind::SequenceClassification => {
+            let id2label: serde_json::Map<String, serde_json::Value> = h.labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.as_str().into())).collect();
+            let label2id: serde_json::Map<String, serde_json::Value> = h.labels.iter().enumerate().map(|(i, l)| (l.clone(), i.into())).collect();
+            let kind = if h.labels.len() == 1 { "reranker" } else { "classifier" };
+            serde_json::json!({ kind: { "id2label": id2label, "label2id": label2id } })
+        }
+        _ => serde_json::json!({ "embedding": { "pooling": pooling } }),
+    }
+}
+
 fn build_state(o: &Options) -> Result<AppState> {
     let bad = |m: String| Err(Error::InvalidArgument(m));
     let mut model = Model::load(&o.model)?;
@@ -128,7 +142,7 @@ fn build_state(o: &Options) -> Result<AppState> {
         model_sha: None,
         model_dtype: dtype.to_string(),
         served_model_name: o.served_model_name.clone().unwrap_or(model_id),
-        model_type: serde_json::json!({ "embedding": { "pooling": pooling_name } }),
+        model_type: model_type(&model, pooling_name),
         max_concurrent_requests: o.max_concurrent_requests,
         max_input_length,
         max_batch_tokens: o.max_batch_tokens,
@@ -192,8 +206,8 @@ fn router(state: AppState, payload_limit: usize) -> Router {
         .route("/hidden-states", post(hidden_states))
         // TEI serves the model's main task at `/` and `/invocations` (huggingface_hub's
         // InferenceClient posts there).
-        .route("/", post(embed))
-        .route("/invocations", post(embed))
+        .route("/", post(main_task))
+        .route("/invocations", post(main_task))
         .route_layer(from_fn_with_state(state.clone(), require_key));
     let public = Router::new()
         .route("/health", get(health))
@@ -242,7 +256,7 @@ pub fn run(o: Options) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| Error::io(&addr, e))?;
         let local = listener.local_addr().map_err(|e| Error::io(&addr, e))?;
         // Tests and scripts read this line to learn the port (with --port 0).
-        eprintln!("xlmr serve: listening on http://{local} (model {}, pooling {}, {} threads)", state.info.model_id, state.info.model_type["embedding"]["pooling"].as_str().unwrap_or("?"), rayon_threads(&o));
+        eprintln!("xlmr serve: listening on http://{local} (model {}, {}, {} threads)", state.info.model_id, state.info.model_type, rayon_threads(&o));
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown_signal().await;

@@ -17,7 +17,8 @@ use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
 use xlmr::model::l2_normalize;
 use xlmr::tokenizer::Tokenizer;
-use xlmr::Pooling;
+use xlmr::heads::HeadKind;
+use xlmr::{ClassifyFunction, Pooling};
 
 type Body = Result<Bytes, BytesRejection>;
 
@@ -55,18 +56,39 @@ impl AppState {
 
     /// Token ids of one input, within `max_input_length` (cut when `truncate`).
     fn encode(&self, input: &InputType, truncate: Option<bool>, direction: TruncationDirection) -> Result<Vec<u32>, ApiError> {
-        let max = self.limits.max_input_length;
-        let mut ids = match input {
-            InputType::Text(t) if t.trim().is_empty() => return Err(ApiError::empty("`inputs` cannot be empty")),
-            InputType::Text(t) => self.model.tokenizer.encoding(t, true)?.get_ids().to_vec(),
-            InputType::Ids(ids) if ids.is_empty() => return Err(ApiError::empty("`inputs` cannot be empty")),
+        match input {
+            InputType::Text(t) => self.encode_text(t, None, truncate, direction),
+            InputType::Ids(ids) if ids.is_empty() => Err(ApiError::empty("`inputs` cannot be empty")),
             InputType::Ids(ids) => {
                 if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.model.config.vocab) {
                     return Err(ApiError::validation(format!("token id {bad} is outside the model's vocabulary of {}", self.model.config.vocab)));
                 }
-                ids.clone()
+                self.fit(ids.clone(), truncate, direction)
             }
+        }
+    }
+
+    /// A text, or a text pair (`<s> A </s></s> B </s>`), tokenized within `max_input_length`.
+    fn encode_text(&self, text: &str, pair: Option<&str>, truncate: Option<bool>, direction: TruncationDirection) -> Result<Vec<u32>, ApiError> {
+        if text.trim().is_empty() || pair.is_some_and(|p| p.trim().is_empty()) {
+            return Err(ApiError::empty("`inputs` cannot be empty"));
+        }
+        let ids = self.model.tokenizer.encode_full(text, pair, true)?.get_ids().to_vec();
+        let Some(pair) = pair.filter(|_| ids.len() > self.limits.max_input_length && truncate.unwrap_or(self.limits.auto_truncate)) else {
+            return self.fit(ids, truncate, direction);
         };
+        // A pair is cut by the library as transformers does (the longer side first, from the
+        // right, to the model's maximum).
+        if direction == TruncationDirection::Left {
+            return Err(ApiError::validation("text pairs are truncated from the right only"));
+        }
+        let ids = self.model.tokenizer.encoding(text, Some(pair), true)?.get_ids().to_vec();
+        self.fit(ids, Some(false), direction)
+    }
+
+    /// `ids` if within `max_input_length`; else cut (one sequence) or refused.
+    fn fit(&self, mut ids: Vec<u32>, truncate: Option<bool>, direction: TruncationDirection) -> Result<Vec<u32>, ApiError> {
+        let max = self.limits.max_input_length;
         if ids.len() > max {
             if !truncate.unwrap_or(self.limits.auto_truncate) {
                 return Err(ApiError::validation(format!("`inputs` must have less than {max} tokens. Given: {}", ids.len())));
@@ -187,7 +209,7 @@ pub async fn tokenize(State(s): State<AppState>, body: Body) -> Result<Response,
         if text.is_empty() {
             return Err(ApiError::empty("`inputs` cannot be empty"));
         }
-        let enc = s.model.tokenizer.encoding(text, req.add_special_tokens)?;
+        let enc = s.model.tokenizer.encode_full(text, None, req.add_special_tokens)?;
         used.tokens += enc.len();
         let tokens: Vec<SimpleToken> = (0..enc.len())
             .map(|i| {
@@ -258,18 +280,70 @@ pub async fn hidden_states(State(s): State<AppState>, body: Body) -> Result<Resp
     Ok(answer(states, used))
 }
 
-/// TEI answers 424 (error type Backend) when the model cannot do the task.
-pub async fn predict(State(_s): State<AppState>, body: Body) -> Result<Response, ApiError> {
-    let _req: PredictRequest = parse_body(body)?;
-    Err(ApiError::new(ErrorType::Backend, "Model is not a classifier model"))
+/// The model's sequence-classification labels, or TEI's 424 (error type Backend).
+fn classifier(s: &AppState, reranker: bool) -> Result<&[String], ApiError> {
+    match &s.model.head {
+        Some(h) if h.kind == HeadKind::SequenceClassification && (!reranker || h.labels.len() == 1) => Ok(&h.labels),
+        _ if reranker => Err(ApiError::new(ErrorType::Backend, "model is not a re-ranker model (a sequence classifier with one label)")),
+        _ => Err(ApiError::new(ErrorType::Backend, "Model is not a classifier model")),
+    }
 }
 
-pub async fn rerank(State(_s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+/// `raw_scores`: the logits; otherwise the pipeline's function for the model (softmax,
+/// or sigmoid for one label or multi-label, none for regression).
+fn classify_task(raw_scores: bool) -> Task {
+    Task::Classify { function: raw_scores.then_some(ClassifyFunction::None) }
+}
+
+pub async fn predict(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let req: PredictRequest = parse_body(body)?;
+    classifier(&s, false)?;
+    let (inputs, batch) = match req.inputs {
+        PredictInput::Single(t) => (vec![vec![t]], false),
+        PredictInput::Pair(p) => (vec![p], false),
+        PredictInput::Batch(b) => (b, true),
+    };
+    let _permit = s.admit(inputs.len())?;
+    let seqs = inputs
+        .iter()
+        .map(|i| match i.as_slice() {
+            [t] => s.encode_text(t, None, req.truncate, req.truncation_direction),
+            [t, p] => s.encode_text(t, Some(p), req.truncate, req.truncation_direction),
+            _ => Err(ApiError::validation("each input is a text or a pair of texts [text, text_pair]")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let used = usage(&seqs);
+    let Output::Labels(labels) = s.run(classify_task(req.raw_scores), seqs).await? else { unreachable!("classify gives labels") };
+    Ok(if batch { answer(labels, used) } else { answer(&labels[0], used) })
+}
+
+pub async fn rerank(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let req: RerankRequest = parse_body(body)?;
     if req.texts.is_empty() {
         return Err(ApiError::empty("`texts` cannot be empty"));
     }
-    Err(ApiError::new(ErrorType::Backend, "model is not a re-ranker model"))
+    classifier(&s, true)?;
+    let _permit = s.admit(req.texts.len())?;
+    let seqs = req.texts.iter().map(|t| s.encode_text(&req.query, Some(t), req.truncate, req.truncation_direction)).collect::<Result<Vec<_>, _>>()?;
+    let used = usage(&seqs);
+    let Output::Labels(labels) = s.run(classify_task(req.raw_scores), seqs).await? else { unreachable!("classify gives labels") };
+    let mut ranks: Vec<Rank> = labels
+        .iter()
+        .enumerate()
+        .map(|(index, l)| Rank { index, text: req.return_text.then(|| req.texts[index].clone()), score: l[0].score })
+        .collect();
+    // Best first; equal scores keep input order.
+    ranks.sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok(answer(ranks, used))
+}
+
+/// `POST /` and `/invocations`: the model's main task, as TEI routes them.
+pub async fn main_task(state: State<AppState>, body: Body) -> Result<Response, ApiError> {
+    match &state.model.head {
+        Some(h) if h.kind == HeadKind::SequenceClassification && h.labels.len() == 1 => rerank(state, body).await,
+        Some(h) if h.kind == HeadKind::SequenceClassification => predict(state, body).await,
+        _ => embed(state, body).await,
+    }
 }
 
 pub async fn info(State(s): State<AppState>) -> Json<Info> {

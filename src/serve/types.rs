@@ -142,7 +142,6 @@ pub struct DecodeRequest {
     pub skip_special_tokens: bool,
 }
 
-#[allow(dead_code)] // read once /predict and /rerank run on the task heads
 /// `/predict` inputs: a text, a pair `[a, b]`, or a batch of `[a]` / `[a, b]`.
 #[derive(Deserialize, Debug)]
 #[serde(untagged)]
@@ -152,7 +151,6 @@ pub enum PredictInput {
     Batch(Vec<Vec<String>>),
 }
 
-#[allow(dead_code)] // read once /predict and /rerank run on the task heads
 #[derive(Deserialize)]
 pub struct PredictRequest {
     pub inputs: PredictInput,
@@ -164,14 +162,6 @@ pub struct PredictRequest {
     pub raw_scores: bool,
 }
 
-#[allow(dead_code)] // read once /predict and /rerank run on the task heads
-#[derive(Serialize, Debug)]
-pub struct LabelScore {
-    pub score: f32,
-    pub label: String,
-}
-
-#[allow(dead_code)] // read once /predict and /rerank run on the task heads
 #[derive(Deserialize)]
 pub struct RerankRequest {
     pub query: String,
@@ -186,7 +176,6 @@ pub struct RerankRequest {
     pub return_text: bool,
 }
 
-#[allow(dead_code)] // read once /predict and /rerank run on the task heads
 #[derive(Serialize, Debug)]
 pub struct Rank {
     pub index: usize,

@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::oneshot;
-use xlmr::{Model, Pooling, Prediction};
+use xlmr::{ClassifyFunction, LabelScore, Model, Pooling, Prediction, TopK};
 
 /// What to compute for a job's inputs; jobs with equal tasks share library calls.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +24,8 @@ pub enum Task {
     Embed(Pooling),
     HiddenStates(Option<Vec<usize>>),
     FillMask { top_k: usize },
+    /// Every label, best first; `None`: the pipeline's default function for the model.
+    Classify { function: Option<ClassifyFunction> },
 }
 
 /// One result per input of the job, in its order.
@@ -32,6 +34,7 @@ pub enum Output {
     Vectors(Vec<Vec<Vec<f32>>>),
     Hidden(Vec<Vec<Vec<Vec<f32>>>>),
     Masks(Vec<Vec<Vec<Prediction>>>),
+    Labels(Vec<Vec<LabelScore>>),
 }
 
 /// Why a job got no output: the library refused the input, or a bug (a caught panic).
@@ -205,6 +208,7 @@ fn compute(model: &Model, pool: &rayon::ThreadPool, task: &Task, seqs: &[Vec<u32
             Task::Embed(pooling) => Ok(Output::Vectors(model.embed_tokens(seqs, *pooling, false))),
             Task::HiddenStates(layers) => model.hidden_states_tokens(seqs, layers.as_deref()).map(Output::Hidden),
             Task::FillMask { top_k } => model.fill_mask_tokens(seqs, *top_k).map(Output::Masks),
+            Task::Classify { function } => model.classify_tokens(seqs, *function, TopK::All).map(Output::Labels),
         })
     }));
     match result {
@@ -231,6 +235,7 @@ impl Output {
             Output::Vectors(v) => cut(v, sizes).into_iter().map(Output::Vectors).collect(),
             Output::Hidden(v) => cut(v, sizes).into_iter().map(Output::Hidden).collect(),
             Output::Masks(v) => cut(v, sizes).into_iter().map(Output::Masks).collect(),
+            Output::Labels(v) => cut(v, sizes).into_iter().map(Output::Labels).collect(),
         }
     }
 }
