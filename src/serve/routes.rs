@@ -55,51 +55,51 @@ impl AppState {
     }
 
     /// Token ids of one input, within `max_input_length` (cut when `truncate`).
-    fn encode(&self, input: &InputType, truncate: Option<bool>, direction: TruncationDirection) -> Result<Vec<u32>, ApiError> {
+    fn encode(&self, input: &InputType, cut: Truncation) -> Result<Vec<u32>, ApiError> {
         match input {
-            InputType::Text(t) => self.encode_text(t, None, truncate, direction),
+            InputType::Text(t) => self.encode_text(t, None, cut),
             InputType::Ids(ids) if ids.is_empty() => Err(ApiError::empty("`inputs` cannot be empty")),
             InputType::Ids(ids) => {
                 if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.model.config.vocab) {
                     return Err(ApiError::validation(format!("token id {bad} is outside the model's vocabulary of {}", self.model.config.vocab)));
                 }
-                self.fit(ids.clone(), truncate, direction)
+                self.fit(ids.clone(), cut)
             }
         }
     }
 
     /// A text, or a text pair (`<s> A </s></s> B </s>`), tokenized within `max_input_length`.
-    fn encode_text(&self, text: &str, pair: Option<&str>, truncate: Option<bool>, direction: TruncationDirection) -> Result<Vec<u32>, ApiError> {
+    fn encode_text(&self, text: &str, pair: Option<&str>, cut: Truncation) -> Result<Vec<u32>, ApiError> {
         if text.trim().is_empty() || pair.is_some_and(|p| p.trim().is_empty()) {
             return Err(ApiError::empty("`inputs` cannot be empty"));
         }
         let ids = self.model.tokenizer.encode_full(text, pair, true)?.get_ids().to_vec();
-        let Some(pair) = pair.filter(|_| ids.len() > self.limits.max_input_length && truncate.unwrap_or(self.limits.auto_truncate)) else {
-            return self.fit(ids, truncate, direction);
+        let Some(pair) = pair.filter(|_| ids.len() > self.limits.max_input_length && cut.truncate.unwrap_or(self.limits.auto_truncate)) else {
+            return self.fit(ids, cut);
         };
         // A pair is cut by the library as transformers does (the longer side first, from the
         // right, to the model's maximum).
-        if direction == TruncationDirection::Left {
+        if cut.truncation_direction == TruncationDirection::Left {
             return Err(ApiError::validation("text pairs are truncated from the right only"));
         }
         let ids = self.model.tokenizer.encoding(text, Some(pair), true)?.get_ids().to_vec();
-        self.fit(ids, Some(false), direction)
+        self.fit(ids, Truncation { truncate: Some(false), ..cut })
     }
 
     /// `ids` if within `max_input_length`; else cut (one sequence) or refused.
-    fn fit(&self, mut ids: Vec<u32>, truncate: Option<bool>, direction: TruncationDirection) -> Result<Vec<u32>, ApiError> {
+    fn fit(&self, mut ids: Vec<u32>, cut: Truncation) -> Result<Vec<u32>, ApiError> {
         let max = self.limits.max_input_length;
         if ids.len() > max {
-            if !truncate.unwrap_or(self.limits.auto_truncate) {
+            if !cut.truncate.unwrap_or(self.limits.auto_truncate) {
                 return Err(ApiError::validation(format!("`inputs` must have less than {max} tokens. Given: {}", ids.len())));
             }
-            Tokenizer::cut(&mut ids, max, direction == TruncationDirection::Left);
+            Tokenizer::cut(&mut ids, max, cut.truncation_direction == TruncationDirection::Left);
         }
         Ok(ids)
     }
 
-    fn encode_all(&self, inputs: &[InputType], truncate: Option<bool>, direction: TruncationDirection) -> Result<Vec<Vec<u32>>, ApiError> {
-        inputs.iter().map(|i| self.encode(i, truncate, direction)).collect()
+    fn encode_all(&self, inputs: &[InputType], cut: Truncation) -> Result<Vec<Vec<u32>>, ApiError> {
+        inputs.iter().map(|i| self.encode(i, cut)).collect()
     }
 
     async fn run(&self, task: Task, seqs: Vec<Vec<u32>>) -> Result<Output, ApiError> {
@@ -142,7 +142,7 @@ pub async fn embed(State(s): State<AppState>, body: Body) -> Result<Response, Ap
     s.check_dimensions(req.dimensions)?;
     let (inputs, _) = req.inputs.into_vec();
     let _permit = s.admit(inputs.len())?;
-    let seqs = s.encode_all(&inputs, req.truncate, req.truncation_direction)?;
+    let seqs = s.encode_all(&inputs, req.truncation)?;
     let used = usage(&seqs);
     let vectors = s.pooled(seqs, req.normalize, req.dimensions).await?;
     Ok(answer(vectors, used))
@@ -153,7 +153,7 @@ pub async fn embed_all(State(s): State<AppState>, body: Body) -> Result<Response
     no_prompt(&req.prompt_name)?;
     let (inputs, _) = req.inputs.into_vec();
     let _permit = s.admit(inputs.len())?;
-    let seqs = s.encode_all(&inputs, req.truncate, req.truncation_direction)?;
+    let seqs = s.encode_all(&inputs, req.truncation)?;
     let used = usage(&seqs);
     let Output::Vectors(tokens) = s.run(Task::Embed(Pooling::None), seqs).await? else { unreachable!("embed gives vectors") };
     Ok(answer(tokens, used))
@@ -172,7 +172,7 @@ async fn openai_inner(s: AppState, body: Body) -> Result<Response, ApiError> {
     }
     let (inputs, _) = req.input.into_vec();
     let _permit = s.admit(inputs.len())?;
-    let seqs = s.encode_all(&inputs, None, TruncationDirection::Right)?;
+    let seqs = s.encode_all(&inputs, Truncation::default())?;
     let used = usage(&seqs);
     let vectors = s.pooled(seqs, true, req.dimensions).await?;
     let data = vectors
@@ -253,7 +253,7 @@ pub async fn fill_mask(State(s): State<AppState>, body: Body) -> Result<Response
     let (texts, batch) = req.inputs.into_vec();
     let inputs: Vec<InputType> = texts.into_iter().map(InputType::Text).collect();
     let _permit = s.admit(inputs.len())?;
-    let seqs = s.encode_all(&inputs, req.truncate, req.truncation_direction)?;
+    let seqs = s.encode_all(&inputs, req.truncation)?;
     if let Some(i) = seqs.iter().position(|q| !q.contains(&s.model.config.mask_id)) {
         return Err(ApiError::validation(format!("input {} has no <mask> token", i + 1)));
     }
@@ -274,7 +274,7 @@ pub async fn hidden_states(State(s): State<AppState>, body: Body) -> Result<Resp
     let (texts, _) = req.inputs.into_vec();
     let inputs: Vec<InputType> = texts.into_iter().map(InputType::Text).collect();
     let _permit = s.admit(inputs.len())?;
-    let seqs = s.encode_all(&inputs, req.truncate, req.truncation_direction)?;
+    let seqs = s.encode_all(&inputs, req.truncation)?;
     let used = usage(&seqs);
     let Output::Hidden(states) = s.run(Task::HiddenStates(req.layers), seqs).await? else { unreachable!("hidden-states gives states") };
     Ok(answer(states, used))
@@ -307,8 +307,8 @@ pub async fn predict(State(s): State<AppState>, body: Body) -> Result<Response, 
     let seqs = inputs
         .iter()
         .map(|i| match i.as_slice() {
-            [t] => s.encode_text(t, None, req.truncate, req.truncation_direction),
-            [t, p] => s.encode_text(t, Some(p), req.truncate, req.truncation_direction),
+            [t] => s.encode_text(t, None, req.truncation),
+            [t, p] => s.encode_text(t, Some(p), req.truncation),
             _ => Err(ApiError::validation("each input is a text or a pair of texts [text, text_pair]")),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -324,7 +324,7 @@ pub async fn rerank(State(s): State<AppState>, body: Body) -> Result<Response, A
     }
     classifier(&s, true)?;
     let _permit = s.admit(req.texts.len())?;
-    let seqs = req.texts.iter().map(|t| s.encode_text(&req.query, Some(t), req.truncate, req.truncation_direction)).collect::<Result<Vec<_>, _>>()?;
+    let seqs = req.texts.iter().map(|t| s.encode_text(&req.query, Some(t), req.truncation)).collect::<Result<Vec<_>, _>>()?;
     let used = usage(&seqs);
     let Output::Labels(labels) = s.run(classify_task(req.raw_scores), seqs).await? else { unreachable!("classify gives labels") };
     let mut ranks: Vec<Rank> = labels

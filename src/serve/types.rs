@@ -44,13 +44,21 @@ pub enum TruncationDirection {
     Right,
 }
 
-#[derive(Deserialize)]
-pub struct EmbedRequest {
-    pub inputs: Input,
+/// `truncate` (absent: `--auto-truncate`) and `truncation_direction`, as TEI's requests
+/// carry them.
+#[derive(Deserialize, Clone, Copy, Default)]
+pub struct Truncation {
     #[serde(default)]
     pub truncate: Option<bool>,
     #[serde(default)]
     pub truncation_direction: TruncationDirection,
+}
+
+#[derive(Deserialize)]
+pub struct EmbedRequest {
+    pub inputs: Input,
+    #[serde(flatten)]
+    pub truncation: Truncation,
     pub prompt_name: Option<String>,
     #[serde(default = "yes")]
     pub normalize: bool,
@@ -64,10 +72,8 @@ fn yes() -> bool {
 #[derive(Deserialize)]
 pub struct EmbedAllRequest {
     pub inputs: Input,
-    #[serde(default)]
-    pub truncate: Option<bool>,
-    #[serde(default)]
-    pub truncation_direction: TruncationDirection,
+    #[serde(flatten)]
+    pub truncation: Truncation,
     pub prompt_name: Option<String>,
 }
 
@@ -154,10 +160,8 @@ pub enum PredictInput {
 #[derive(Deserialize)]
 pub struct PredictRequest {
     pub inputs: PredictInput,
-    #[serde(default)]
-    pub truncate: Option<bool>,
-    #[serde(default)]
-    pub truncation_direction: TruncationDirection,
+    #[serde(flatten)]
+    pub truncation: Truncation,
     #[serde(default)]
     pub raw_scores: bool,
 }
@@ -166,10 +170,8 @@ pub struct PredictRequest {
 pub struct RerankRequest {
     pub query: String,
     pub texts: Vec<String>,
-    #[serde(default)]
-    pub truncate: Option<bool>,
-    #[serde(default)]
-    pub truncation_direction: TruncationDirection,
+    #[serde(flatten)]
+    pub truncation: Truncation,
     #[serde(default)]
     pub raw_scores: bool,
     #[serde(default)]
@@ -190,10 +192,8 @@ pub struct FillMaskRequest {
     pub inputs: TextInput,
     #[serde(default = "default_top_k")]
     pub top_k: usize,
-    #[serde(default)]
-    pub truncate: Option<bool>,
-    #[serde(default)]
-    pub truncation_direction: TruncationDirection,
+    #[serde(flatten)]
+    pub truncation: Truncation,
 }
 
 fn default_top_k() -> usize {
@@ -206,10 +206,8 @@ pub struct HiddenStatesRequest {
     pub inputs: TextInput,
     /// 0 = embeddings ... `layers` = after the final LayerNorm; all when absent.
     pub layers: Option<Vec<usize>>,
-    #[serde(default)]
-    pub truncate: Option<bool>,
-    #[serde(default)]
-    pub truncation_direction: TruncationDirection,
+    #[serde(flatten)]
+    pub truncation: Truncation,
 }
 
 /// `GET /info`: TEI's fields, plus the model's shape.
