@@ -269,17 +269,22 @@ pub fn run(o: Options) -> Result<()> {
         });
         let mut server = tokio::spawn(async move { server.await });
         tokio::select! {
-            r = &mut server => r.map_err(|e| Error::InvalidArgument(format!("server task failed: {e}")))?.map_err(|e| Error::io(&addr, e))?,
+            r = &mut server => {
+                r.map_err(|e| Error::InvalidArgument(format!("server task failed: {e}")))?.map_err(|e| Error::io(&addr, e))?;
+                Ok::<bool, Error>(false)
+            }
             _ = async {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
                 tokio::time::sleep(o.shutdown_timeout).await;
-            } => eprintln!("xlmr serve: requests still running after {} s; stopping anyway", o.shutdown_timeout.as_secs()),
+            } => {
+                eprintln!("xlmr serve: requests still running after {} s; stopping anyway", o.shutdown_timeout.as_secs());
+                Ok(true)
+            }
         }
-        Ok::<(), Error>(())
     });
     // Drop the runtime first: connections still open after the timeout are cut here.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    state.worker.close();
+    state.worker.close(matches!(served, Ok(true)));
     served?;
     eprintln!("xlmr serve: stopped");
     Ok(())

@@ -41,7 +41,7 @@ fn health_is_503_once_the_worker_is_gone_and_jobs_fail_instead_of_hanging() {
         assert!(routes::health(State(state.clone())).await.is_ok());
         let ids = state.model.tokenize_all(&["x"], false).unwrap();
         assert!(state.worker.submit(worker::Task::Embed(Pooling::Mean), ids.clone(), &state.metrics).await.is_ok());
-        state.worker.close();
+        state.worker.close(false);
         let err = routes::health(State(state.clone())).await.unwrap_err();
         assert_eq!(err.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(err.error_type, ErrorType::Unhealthy);
@@ -75,5 +75,24 @@ fn jobs_batched_together_get_what_each_gets_alone() {
             assert_eq!(&a[0], t, "bit-identical per token");
         }
     });
-    state.worker.close();
+    state.worker.close(false);
+}
+
+#[test]
+fn a_panic_in_the_model_fails_its_job_only_and_the_worker_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = build_state(&options(tiny_gguf(dir.path()))).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        // A token id past the embedding table: the handlers refuse it (422), so only a bug
+        // could send it; the library then panics on the out-of-range row.
+        let bad = vec![vec![0, u32::MAX / 2, 2]];
+        let failed = state.worker.submit(worker::Task::Embed(Pooling::Mean), bad, &state.metrics).await;
+        assert!(matches!(failed, Err(worker::Failure::Panicked(_))), "{failed:?}");
+        assert!(state.worker.alive());
+        let ids = state.model.tokenize_all(&["still serving"], false).unwrap();
+        assert!(state.worker.submit(worker::Task::Embed(Pooling::Mean), ids, &state.metrics).await.is_ok());
+        assert!(routes::health(State(state.clone())).await.is_ok());
+    });
+    state.worker.close(false);
 }

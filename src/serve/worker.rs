@@ -127,9 +127,18 @@ impl Worker {
         answer.await.unwrap_or_else(|_| Err(Failure::Panicked("the compute worker dropped the job".into())))
     }
 
-    /// Lets the worker finish what is queued, then stop; waits for it.
-    pub fn close(&self) {
-        self.shared.lock().closed = true;
+    /// Stops the worker once the queue is empty and waits for it. With `abandon_queued`,
+    /// jobs not started yet fail now (after a shutdown timeout); the batch running finishes.
+    pub fn close(&self, abandon_queued: bool) {
+        {
+            let mut q = self.shared.lock();
+            q.closed = true;
+            if abandon_queued {
+                for job in q.jobs.drain(..) {
+                    let _ = job.reply.send(Err(Failure::Panicked("the server is shutting down".into())));
+                }
+            }
+        }
         self.shared.ready.notify_all();
         if let Some(t) = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take() {
             let _ = t.join();
