@@ -321,3 +321,33 @@ fn cli_qa_and_bad_input() {
     cli_fails("qa", &[&qa[..], &["--top-k", "0", "--question", "a", "--context", "b"]].concat(), b"", "--top-k");
     cli_fails("qa", &[&qa[..], &["--doc-stride", "500", "--question", "a", "--context", "b"]].concat(), b"", "doc_stride");
 }
+
+// ------------------------------------------------------------------ multiple choice
+
+#[test]
+fn multiple_choice_matches_transformers() {
+    let m = model("multiple-choice", GgmlType::F32);
+    let reference = head_reference("multiple-choice");
+    let cases = reference["cases"].as_array().unwrap();
+    let owned: Vec<(String, Vec<String>)> = cases
+        .iter()
+        .map(|c| (c["prompt"].as_str().unwrap().into(), c["choices"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().into()).collect()))
+        .collect();
+    let inputs: Vec<xlmr::Choices> = owned.iter().map(|(p, c)| xlmr::Choices { prompt: p, choices: c.iter().map(|s| s.as_str()).collect() }).collect();
+    let got = m.multiple_choice(&inputs, false).unwrap();
+    for (g, c) in got.iter().zip(cases) {
+        let want: Vec<f64> = c["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let logits: Vec<f64> = c["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        for (a, b) in g.scores.iter().zip(&want).chain(g.logits.iter().zip(&logits)) {
+            assert!(close(*a as f64, *b), "{a} vs {b}");
+        }
+        let best = (0..want.len()).fold(0, |b, i| if want[i] > want[b] { i } else { b });
+        assert_eq!(g.best, best);
+    }
+    let lines: String = cases.iter().map(|c| format!("{}\n", serde_json::json!({"prompt": c["prompt"], "choices": c["choices"]}))).collect();
+    let cli = cli_json("multiple-choice", &["--task", "multiple-choice", "--json"], lines.as_bytes());
+    assert_eq!(cli[2]["best"].as_u64().unwrap() as usize, got[2].best);
+    cli_fails("multiple-choice", &["--task", "multiple-choice"], b"{\"prompt\": \"p\", \"choices\": []}\n", "input 1: no choices");
+    cli_fails("multiple-choice", &["--task", "multiple-choice"], b"{\"prompt\": \"p\", \"choices\": [\"a\", \"\"]}\n", "input 1: choice 2 is empty");
+    cli_fails("multiple-choice", &["--task", "multiple-choice"], b"{\"prompt\": \"p\"}\n", "no \"choices\"");
+}
