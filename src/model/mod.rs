@@ -123,7 +123,7 @@ impl Model {
     /// Top-`top_k` predictions for every `<mask>` of every input.
     pub fn fill_mask(&self, texts: &[impl AsRef<str>], top_k: usize, truncate: bool) -> Result<Vec<Vec<Vec<Prediction>>>> {
         if !self.config.has_mlm_head {
-            return Err(Error::Input("this model has no MLM head (converted from XLMRobertaXLModel); fill-mask needs ...ForMaskedLM".into()));
+            return Err(Error::Input("this model has no MLM head (converted from XLMRobertaXLModel or a fine-tuned task architecture); fill-mask needs ...ForMaskedLM".into()));
         }
         let seqs = self.tokenize_all(texts, truncate)?;
         for (i, s) in seqs.iter().enumerate() {
