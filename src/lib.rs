@@ -19,5 +19,5 @@ pub mod tokenizer;
 
 pub use model::{Model, Pooling, Prediction};
 pub use tasks::{
-    Aggregation, Answer, ClassifyFunction, ClassifyOptions, Entity, LabelScore, QaInput, QaOptions, TextInput, TokenClassifyOptions, TopK,
+    Aggregation, Answer, Choices, ClassifyFunction, ClassifyOptions, Entity, LabelScore, MultipleChoiceResult, QaInput, QaOptions, TextInput, TokenClassifyOptions, TopK,
 };

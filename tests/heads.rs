@@ -321,3 +321,123 @@ fn cli_qa_and_bad_input() {
     cli_fails("qa", &[&qa[..], &["--top-k", "0", "--question", "a", "--context", "b"]].concat(), b"", "--top-k");
     cli_fails("qa", &[&qa[..], &["--doc-stride", "500", "--question", "a", "--context", "b"]].concat(), b"", "doc_stride");
 }
+
+// ------------------------------------------------------------------ multiple choice
+
+#[test]
+fn multiple_choice_matches_transformers() {
+    let m = model("multiple-choice", GgmlType::F32);
+    let reference = head_reference("multiple-choice");
+    let cases = reference["cases"].as_array().unwrap();
+    let owned: Vec<(String, Vec<String>)> = cases
+        .iter()
+        .map(|c| (c["prompt"].as_str().unwrap().into(), c["choices"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().into()).collect()))
+        .collect();
+    let inputs: Vec<xlmr::Choices> = owned.iter().map(|(p, c)| xlmr::Choices { prompt: p, choices: c.iter().map(|s| s.as_str()).collect() }).collect();
+    let got = m.multiple_choice(&inputs, false).unwrap();
+    for (g, c) in got.iter().zip(cases) {
+        let want: Vec<f64> = c["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let logits: Vec<f64> = c["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        for (a, b) in g.scores.iter().zip(&want).chain(g.logits.iter().zip(&logits)) {
+            assert!(close(*a as f64, *b), "{a} vs {b}");
+        }
+        let best = (0..want.len()).fold(0, |b, i| if want[i] > want[b] { i } else { b });
+        assert_eq!(g.best, best);
+    }
+    let lines: String = cases.iter().map(|c| format!("{}\n", serde_json::json!({"prompt": c["prompt"], "choices": c["choices"]}))).collect();
+    let cli = cli_json("multiple-choice", &["--task", "multiple-choice", "--json"], lines.as_bytes());
+    assert_eq!(cli[2]["best"].as_u64().unwrap() as usize, got[2].best);
+    cli_fails("multiple-choice", &["--task", "multiple-choice"], b"{\"prompt\": \"p\", \"choices\": []}\n", "input 1: no choices");
+    cli_fails("multiple-choice", &["--task", "multiple-choice"], b"{\"prompt\": \"p\", \"choices\": [\"a\", \"\"]}\n", "input 1: choice 2 is empty");
+    cli_fails("multiple-choice", &["--task", "multiple-choice"], b"{\"prompt\": \"p\"}\n", "no \"choices\"");
+}
+
+// ------------------------------------------------------------------ files and other tasks
+
+/// A copy of `src` with metadata `key` replaced by `value` (or removed when `None`).
+fn rewrite_gguf(src: &std::path::Path, key: &str, value: Option<xlmr::gguf::Value>) -> tempfile::NamedTempFile {
+    use xlmr::gguf::{GgufFile, GgufWriter};
+    let f = GgufFile::open(src).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in &f.metadata {
+        if k != key {
+            w.add(k, v.clone());
+        }
+    }
+    if let Some(v) = value {
+        w.add(key, v);
+    }
+    for t in &f.tensors {
+        w.add_tensor(&t.name, &t.dims, t.ty);
+    }
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut file = std::io::BufWriter::new(out.reopen().unwrap());
+    w.write_header(&mut file).unwrap();
+    for (i, t) in f.tensors.iter().enumerate() {
+        w.write_tensor(&mut file, i, f.tensor_data(t)).unwrap();
+    }
+    w.finish().unwrap();
+    drop(file);
+    out
+}
+
+#[test]
+fn crafted_head_metadata_is_refused_at_load() {
+    use xlmr::gguf::{keys, Value, ValueType};
+    let gguf = converted(&head_model("seq-cls"), GgmlType::F32);
+    let strings = |n: usize| Value::Array(ValueType::String, (0..n).map(|i| Value::String(format!("L{i}"))).collect());
+    let load_err = |key: &str, v: Option<Value>| {
+        let f = rewrite_gguf(&gguf, key, v);
+        match Model::load(f.path()) {
+            Ok(_) => panic!("{key}: a crafted file must not load"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let e = load_err(keys::HEAD_LABELS, Some(strings(4)));
+    assert!(e.contains("has 4 entries but the sequence-classification head has 5 output rows"), "{e}");
+    assert!(load_err(keys::HEAD_LABELS, None).contains("label names"));
+    assert!(load_err(keys::HEAD_LABELS, Some(Value::Array(ValueType::U32, vec![Value::U32(1); 5]))).contains("expected strings"));
+    assert!(load_err(keys::HEAD_KIND, Some(Value::String("summarization".into()))).contains("unknown head kind"));
+    assert!(load_err(keys::HEAD_NUM_LABELS, Some(Value::U32(4))).contains("output rows"));
+    assert!(load_err(keys::HEAD_PROBLEM_TYPE, Some(Value::String("ranking".into()))).contains("unknown problem_type"));
+    // Labels and rows agree but the tensor has 5 rows: the shape check names the tensor.
+    let f = rewrite_gguf(&gguf, keys::HEAD_LABELS, Some(strings(4)));
+    let f2 = rewrite_gguf(f.path(), keys::HEAD_NUM_LABELS, Some(Value::U32(4)));
+    let e = Model::load(f2.path()).err().unwrap().to_string();
+    assert!(e.contains("cls.output.weight") && e.contains("shape"), "{e}");
+}
+
+#[test]
+fn encoder_tasks_run_on_every_head_and_fill_mask_needs_the_mlm_head() {
+    let plain = Model::load(converted(&tiny(), GgmlType::F32)).unwrap().embed(&["Hallo Welt"], xlmr::Pooling::Cls, false, false).unwrap();
+    for name in ["seq-cls", "token-cls", "qa", "multiple-choice"] {
+        let m = model(name, GgmlType::F32);
+        // Same encoder as models/tiny-xlmr-xl: same embeddings.
+        let e = m.embed(&["Hallo Welt"], xlmr::Pooling::Cls, false, false).unwrap();
+        assert_eq!(e, plain, "{name}");
+        assert_eq!(m.hidden_states(&["Hallo"], Some(&[0, 3]), false).unwrap()[0].len(), 2);
+        let err = m.fill_mask(&["a <mask>"], 3, false).unwrap_err().to_string();
+        assert!(err.contains("no MLM head"), "{err}");
+    }
+}
+
+#[test]
+fn convert_keeps_heads_f32_and_refuses_unknown_architectures() {
+    let gguf = converted(&head_model("token-cls"), GgmlType::Q4K);
+    let f = xlmr::gguf::GgufFile::open(&gguf).unwrap();
+    for t in f.tensors.iter().filter(|t| t.name.starts_with("cls")) {
+        assert_eq!(t.ty, xlmr::quant::GgmlType::F32, "{}", t.name);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(head_model("seq-cls")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let config = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    std::fs::write(dir.path().join("config.json"), config.replace("XLMRobertaXLForSequenceClassification", "XLMRobertaXLForCausalLM")).unwrap();
+    let out = dir.path().join("out.gguf");
+    let opts = xlmr::convert::ConvertOptions { model_dir: dir.path().into(), output: out.clone(), ty: GgmlType::F32, progress: false };
+    let e = xlmr::convert::convert(&opts).err().unwrap().to_string();
+    assert!(e.contains("XLMRobertaXLForCausalLM") && e.contains("XLMRobertaXLForQuestionAnswering"), "{e}");
+    assert!(!out.exists());
+}

@@ -21,6 +21,9 @@ pub enum Task {
     /// Answer spans, like transformers 4.x's question-answering pipeline (...ForQuestionAnswering);
     /// input: JSONL lines {"question": ..., "context": ...}, or --question and --context
     Qa,
+    /// Scores of each choice, softmax over the choices (...ForMultipleChoice);
+    /// input: JSONL lines {"prompt": ..., "choices": [...]}
+    MultipleChoice,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -152,6 +155,7 @@ pub fn run(args: Args) -> Result<()> {
         Task::Classify => heads::classify(&model, &args, &inputs),
         Task::TokenClassify => heads::token_classify(&model, &args, &inputs),
         Task::Qa => heads::answer(&model, &args, &inputs),
+        Task::MultipleChoice => heads::multiple_choice(&model, &args, &inputs),
         Task::FillMask => {
             let top_k = match args.top_k.as_deref() {
                 None => 5,

@@ -130,7 +130,7 @@ impl Model {
     /// Fill-mask needs the MLM head; a model converted without it says so.
     pub fn check_mlm_head(&self) -> Result<()> {
         if !self.config.has_mlm_head {
-            return Err(Error::Input("this model has no MLM head (converted from XLMRobertaXLModel); fill-mask needs ...ForMaskedLM".into()));
+            return Err(Error::Input("this model has no MLM head (converted from XLMRobertaXLModel or a fine-tuned task architecture); fill-mask needs ...ForMaskedLM".into()));
         }
         Ok(())
     }

@@ -7,10 +7,12 @@
 //! - [`question_answering`]: `Model::answer` (transformers 4.x's `question-answering`).
 //! - [`multiple_choice`]: `Model::multiple_choice` (`...ForMultipleChoice`; no pipeline).
 
+pub mod multiple_choice;
 pub mod question_answering;
 pub mod text_classification;
 pub mod token_classification;
 
+pub use multiple_choice::{Choices, MultipleChoiceResult};
 pub use question_answering::{Answer, QaInput, QaOptions};
 pub use text_classification::{ClassifyFunction, ClassifyOptions, LabelScore, TopK};
 pub use token_classification::{Aggregation, Entity, TokenClassifyOptions};

@@ -3,7 +3,7 @@
 
 use super::Args;
 use std::fmt::Write;
-use xlmr::{ClassifyOptions, Error, Model, QaInput, QaOptions, Result, TextInput, TokenClassifyOptions, TopK};
+use xlmr::{Choices, ClassifyOptions, Error, Model, QaInput, QaOptions, Result, TextInput, TokenClassifyOptions, TopK};
 
 fn print_json(value: &impl serde::Serialize) {
     crate::cli::emit(&format!("{}\n", serde_json::to_string(value).expect("serializable")));
@@ -141,6 +141,33 @@ pub fn answer(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
         writeln!(out, "input {}: {}", i + 1, input.question).unwrap();
         for a in answers {
             writeln!(out, "  {:>10.6}  {:>5}..{:<5} {:?}", a.score, a.start, a.end, a.answer).unwrap();
+        }
+    }
+    crate::cli::emit(&out);
+    Ok(())
+}
+
+pub fn multiple_choice(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
+    let lines = json_lines(inputs, &["prompt", "choices"])?;
+    let items: Vec<Choices> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let bad = || Error::Input(format!("line {}: \"choices\" must be an array of strings", i + 1));
+            let choices = o["choices"].as_array().ok_or_else(bad)?.iter().map(|c| c.as_str().ok_or_else(bad)).collect::<Result<_>>()?;
+            Ok(Choices { prompt: str_field(o, "prompt", i + 1)?, choices })
+        })
+        .collect::<Result<_>>()?;
+    let res = model.multiple_choice(&items, args.truncate)?;
+    if args.json {
+        print_json(&res);
+        return Ok(());
+    }
+    let mut out = String::new();
+    for (i, (item, r)) in items.iter().zip(&res).enumerate() {
+        writeln!(out, "input {}: {}", i + 1, item.prompt).unwrap();
+        for (k, (choice, score)) in item.choices.iter().zip(&r.scores).enumerate() {
+            writeln!(out, "  {} {:>10.6}  {choice}", if k == r.best { "*" } else { " " }, score).unwrap();
         }
     }
     crate::cli::emit(&out);
