@@ -16,7 +16,7 @@ pub enum Error {
     #[error("{path}: pickle refers to forbidden global `{global}` (only torch tensor-rebuild globals and OrderedDict are allowed; this file may contain code)")]
     ForbiddenGlobal { path: PathBuf, global: String },
 
-    #[error("{path}: unsupported architecture {found:?}; supported: XLMRobertaXLForMaskedLM, XLMRobertaXLModel")]
+    #[error("{path}: unsupported architecture {found:?}; supported: {}", crate::convert::config::SUPPORTED_ARCHITECTURES.join(", "))]
     UnsupportedArchitecture { path: PathBuf, found: Vec<String> },
 
     #[error("{path}: missing tensor `{name}`")]

@@ -8,11 +8,16 @@ pub mod convert;
 pub mod error;
 pub mod ffi;
 pub mod gguf;
+pub mod heads;
 pub mod kernels;
 pub mod quant;
 
 pub use error::{Error, Result};
 pub mod model;
+pub mod tasks;
 pub mod tokenizer;
 
 pub use model::{Model, Pooling, Prediction};
+pub use tasks::{
+    Aggregation, Answer, Choices, ClassifyFunction, ClassifyOptions, Entity, LabelScore, MultipleChoiceResult, QaInput, QaOptions, TextInput, TokenClassifyOptions, TopK,
+};

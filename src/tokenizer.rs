@@ -95,6 +95,72 @@ impl Tokenizer {
         Ok(ids)
     }
 
+    /// The whole encoding of a text or a text pair (`<s> A </s></s> B </s>`), with character
+    /// offsets as transformers reports them. Too long: an error, unless `truncate`, which
+    /// cuts the longer side first, as transformers' `truncation=True`.
+    pub fn encoding(&self, text: &str, pair: Option<&str>, truncate: bool) -> Result<tokenizers::Encoding> {
+        let input = match pair {
+            Some(p) => tokenizers::EncodeInput::Dual(text.into(), p.into()),
+            None => tokenizers::EncodeInput::Single(text.into()),
+        };
+        let enc = if truncate {
+            let mut t = self.inner.clone();
+            t.with_truncation(Some(TruncationParams {
+                max_length: self.max_tokens,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            t.encode_char_offsets(input, true)
+        } else {
+            self.inner.encode_char_offsets(input, true)
+        }
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        if enc.len() > self.max_tokens {
+            return Err(Error::Input(format!(
+                "input has {} tokens, more than the model's {} (use --truncate to cut it)",
+                enc.len(),
+                self.max_tokens
+            )));
+        }
+        Ok(enc)
+    }
+
+    /// `question` + `context` pairs of at most `max_len` tokens: the context is cut into
+    /// windows that overlap by `stride` tokens, as transformers' question-answering pipeline
+    /// does (`truncation="only_second"`, `return_overflowing_tokens=True`).
+    pub fn question_windows(&self, question: &str, context: &str, max_len: usize, stride: usize) -> Result<Vec<tokenizers::Encoding>> {
+        let mut t = self.inner.clone();
+        t.with_truncation(Some(TruncationParams {
+            max_length: max_len,
+            strategy: TruncationStrategy::OnlySecond,
+            stride,
+            direction: TruncationDirection::Right,
+        }))
+        .map_err(|e| Error::Input(format!("max_seq_len {max_len} / doc_stride {stride}: {e}")))?;
+        let mut enc = t
+            .encode_char_offsets(tokenizers::EncodeInput::Dual(question.into(), context.into()), true)
+            .map_err(|e| Error::Input(format!("the question does not leave room for the context in {max_len} tokens ({e})")))?;
+        let overflowing = enc.take_overflowing();
+        Ok(std::iter::once(enc).chain(overflowing).collect())
+    }
+
+    /// The vocabulary entry of `id` (`▁` kept), as transformers' `convert_ids_to_tokens`.
+    pub fn id_to_token(&self, id: u32) -> String {
+        self.inner.id_to_token(id).unwrap_or_default()
+    }
+
+    /// Vocabulary entries joined back into text by the tokenizer's decoder, as transformers'
+    /// `convert_tokens_to_string`.
+    pub fn tokens_to_string(&self, tokens: Vec<String>) -> Result<String> {
+        use tokenizers::Decoder;
+        match self.inner.get_decoder() {
+            Some(d) => d.decode(tokens).map_err(|e| Error::Tokenizer(e.to_string())),
+            None => Ok(tokens.join(" ")),
+        }
+    }
+
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         contained(|| self.inner.decode(ids, skip_special_tokens))
             .map_err(Error::Tokenizer)?
@@ -113,5 +179,31 @@ impl Tokenizer {
 
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// The full encoding of a text or a text pair (ids, token strings, byte offsets as TEI
+    /// reports them, special-token mask), never truncated and without a length check.
+    pub fn encode_full(&self, text: &str, pair: Option<&str>, add_special_tokens: bool) -> Result<tokenizers::Encoding> {
+        let input = match pair {
+            Some(p) => tokenizers::EncodeInput::Dual(text.into(), p.into()),
+            None => tokenizers::EncodeInput::Single(text.into()),
+        };
+        self.inner.encode(input, add_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// Cuts a sequence that starts with `<s>` and ends with `</s>` to at most `max_tokens`
+    /// (>= 2) by dropping tokens at the end, or at the start when `from_left`, keeping both
+    /// special tokens: what transformers' truncation of one text gives.
+    pub fn cut(ids: &mut Vec<u32>, max_tokens: usize, from_left: bool) {
+        let keep = max_tokens.max(2);
+        if ids.len() > keep {
+            if from_left {
+                ids.drain(1..ids.len() - (keep - 1));
+            } else {
+                let last = ids[ids.len() - 1];
+                ids.truncate(keep - 1);
+                ids.push(last);
+            }
+        }
     }
 }

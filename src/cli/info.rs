@@ -37,6 +37,12 @@ pub fn run(args: Args) -> xlmr::Result<()> {
             "file": args.file.to_string_lossy(), "version": f.version, "file_bytes": f.file_size(), "metadata": meta,
             "tensors": tensors, "parameters": params, "tensor_bytes": bytes,
         });
+        let mut json = json;
+        if let Ok(Some(head)) = xlmr::heads::HeadInfo::from_gguf(&f) {
+            json["head"] = serde_json::json!({
+                "kind": head.kind.name(), "labels": head.labels, "problem_type": head.problem_type.map(|p| p.name()),
+            });
+        }
         super::emit(&format!("{json}\n"))?;
         return Ok(());
     }
@@ -45,6 +51,16 @@ pub fn run(args: Args) -> xlmr::Result<()> {
     writeln!(out).unwrap();
     for (k, v) in &f.metadata {
         writeln!(out, "  {k:<48} {:<7} {}", format!("{:?}", v.value_type()), v.display_short()).unwrap();
+    }
+    writeln!(out).unwrap();
+    match xlmr::heads::HeadInfo::from_gguf(&f) {
+        Ok(Some(head)) => {
+            let problem = head.problem_type.map_or(String::new(), |p| format!(", problem_type {}", p.name()));
+            writeln!(out, "  head: {} (xlmr run --task {}){problem}", head.kind.name(), head.kind.task()).unwrap();
+            writeln!(out, "  labels ({}): {}", head.labels.len(), head.labels.iter().enumerate().map(|(i, l)| format!("{i}={l}")).collect::<Vec<_>>().join(", ")).unwrap();
+        }
+        Ok(None) => writeln!(out, "  head: none").unwrap(),
+        Err(e) => writeln!(out, "  head: invalid ({e})").unwrap(),
     }
     writeln!(out).unwrap();
     writeln!(out, "  {:<36} {:<6} {:>18} {:>14}", "tensor", "type", "shape", "bytes").unwrap();

@@ -1,9 +1,10 @@
-//! The `xlmr` command line: convert, info, run, bench.
+//! The `xlmr` command line: convert, info, run, bench, serve.
 
 mod bench;
 mod convert;
 mod info;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,8 @@ enum Command {
     Run(run::Args),
     /// Measure speed and memory on synthetic inputs (like llama-bench)
     Bench(bench::Args),
+    /// Serve the model over HTTP (text-embeddings-inference and OpenAI embeddings APIs)
+    Serve(serve::Args),
 }
 
 /// Runs the CLI; returns the process exit code. Errors are printed as one line.
@@ -51,6 +54,7 @@ pub fn main() -> i32 {
         Command::Info(args) => info::run(args),
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => 0,

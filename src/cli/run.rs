@@ -1,3 +1,5 @@
+mod heads;
+
 use std::fmt::Write;
 use std::io::Read;
 use std::path::PathBuf;
@@ -11,6 +13,17 @@ pub enum Task {
     Embed,
     /// The output of every layer, as transformers' output_hidden_states
     HiddenStates,
+    /// Labels of each text or text pair, like the text-classification pipeline (...ForSequenceClassification)
+    Classify,
+    /// Entities of each text, like the token-classification (NER) pipeline (...ForTokenClassification)
+    #[value(alias = "ner")]
+    TokenClassify,
+    /// Answer spans, like transformers 4.x's question-answering pipeline (...ForQuestionAnswering);
+    /// input: JSONL lines {"question": ..., "context": ...}, or --question and --context
+    Qa,
+    /// Scores of each choice, softmax over the choices (...ForMultipleChoice);
+    /// input: JSONL lines {"prompt": ..., "choices": [...]}
+    MultipleChoice,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -38,9 +51,41 @@ pub struct Args {
     /// Worker threads (default: all cores)
     #[arg(short, long)]
     pub threads: Option<usize>,
-    /// fill-mask: predictions per mask
-    #[arg(long, default_value_t = 5)]
-    pub top_k: usize,
+    /// fill-mask: predictions per mask (default 5); classify: labels per input, N or `all`
+    /// (default: the best label, printed as the pipeline's single dict)
+    #[arg(long)]
+    pub top_k: Option<String>,
+    /// classify: softmax, sigmoid or none (default: from the model's problem_type, as the pipeline)
+    #[arg(long)]
+    pub function: Option<String>,
+    /// classify: the second text of a pair, for every TEXT (lines of a file or stdin give
+    /// pairs as TEXT<TAB>TEXT_PAIR)
+    #[arg(long)]
+    pub pair: Option<String>,
+    /// token-classify: none, simple, first, average or max (default simple)
+    #[arg(long)]
+    pub aggregation: Option<String>,
+    /// token-classify: labels to leave out, comma-separated (default O; "" keeps all)
+    #[arg(long, value_delimiter = ',')]
+    pub ignore_labels: Option<Vec<String>>,
+    /// qa: the question (with --context)
+    #[arg(long, requires = "context", conflicts_with_all = ["text", "file"])]
+    pub question: Option<String>,
+    /// qa: the context (with --question)
+    #[arg(long, requires = "question")]
+    pub context: Option<String>,
+    /// qa: tokens per window, question included
+    #[arg(long, default_value_t = 384)]
+    pub max_seq_len: usize,
+    /// qa: tokens of overlap between windows of a long context (default min(max-seq-len/2, 128))
+    #[arg(long)]
+    pub doc_stride: Option<usize>,
+    /// qa: longest answer, in tokens
+    #[arg(long, default_value_t = 15)]
+    pub max_answer_len: usize,
+    /// qa: allow the empty answer (score: the smallest "no answer" probability over windows)
+    #[arg(long)]
+    pub handle_impossible_answer: bool,
     /// embed: how token vectors become one vector
     #[arg(long, value_enum, default_value = "mean")]
     pub pooling: PoolingArg,
@@ -93,7 +138,7 @@ fn preview(v: &[f32]) -> String {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let inputs = read_inputs(&args)?;
+    let inputs = if args.question.is_some() { Vec::new() } else { read_inputs(&args)? };
     let mut model = Model::load(&args.model)?;
     model.batch_size = args.batch_size.max(1);
     let pool = {
@@ -107,11 +152,16 @@ pub fn run(args: Args) -> Result<()> {
         b.build().map_err(|e| Error::Input(format!("cannot start threads: {e}")))?
     };
     pool.install(|| match args.task {
+        Task::Classify => heads::classify(&model, &args, &inputs),
+        Task::TokenClassify => heads::token_classify(&model, &args, &inputs),
+        Task::Qa => heads::answer(&model, &args, &inputs),
+        Task::MultipleChoice => heads::multiple_choice(&model, &args, &inputs),
         Task::FillMask => {
-            if args.top_k == 0 {
-                return Err(Error::Input("--top-k must be at least 1".into()));
-            }
-            let res = model.fill_mask(&inputs, args.top_k, args.truncate)?;
+            let top_k = match args.top_k.as_deref() {
+                None => 5,
+                Some(s) => s.parse::<usize>().ok().filter(|&k| k > 0).ok_or_else(|| Error::Input(format!("--top-k {s:?}: give a number of predictions, at least 1")))?,
+            };
+            let res = model.fill_mask(&inputs, top_k, args.truncate)?;
             if args.json {
                 super::emit(&format!("{}\n", serde_json::to_string(&res).expect("serializable")))?;
             } else {

@@ -1,10 +1,19 @@
 //! The Hugging Face `config.json` of an XLM-RoBERTa-XL checkpoint.
 
 use crate::error::{Error, Result};
+use crate::heads::HeadKind;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
-pub const SUPPORTED_ARCHITECTURES: [&str; 2] = ["XLMRobertaXLForMaskedLM", "XLMRobertaXLModel"];
+pub const SUPPORTED_ARCHITECTURES: [&str; 6] = [
+    "XLMRobertaXLForMaskedLM",
+    "XLMRobertaXLModel",
+    "XLMRobertaXLForSequenceClassification",
+    "XLMRobertaXLForTokenClassification",
+    "XLMRobertaXLForQuestionAnswering",
+    "XLMRobertaXLForMultipleChoice",
+];
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct HfConfig {
@@ -28,6 +37,13 @@ pub struct HfConfig {
     pub tie_word_embeddings: bool,
     #[serde(default)]
     pub name_or_path: Option<String>,
+    /// Label names by id ("0" -> "negative"); transformers defaults to LABEL_0, LABEL_1.
+    #[serde(default)]
+    pub id2label: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub num_labels: Option<usize>,
+    #[serde(default)]
+    pub problem_type: Option<String>,
 }
 
 fn one() -> usize {
@@ -91,7 +107,45 @@ impl HfConfig {
         if !(config.layer_norm_eps > 0.0 && config.layer_norm_eps.is_finite()) {
             return bad(format!("layer_norm_eps {} must be positive", config.layer_norm_eps));
         }
+        if let Some(kind) = config.head_kind() {
+            let labels = config.labels().map_err(|m| Error::format(path, m))?;
+            let rows = kind.output_rows(labels.len());
+            if kind == HeadKind::QuestionAnswering && rows != 2 {
+                return bad(format!("a question-answering head has 2 labels (start, end), this config has {}", labels.len()));
+            }
+            if let Some(p) = &config.problem_type {
+                crate::heads::ProblemType::from_name(p)
+                    .ok_or_else(|| Error::format(path, format!("unknown problem_type {p:?}; known: single_label_classification, multi_label_classification, regression")))?;
+            }
+        }
         Ok(config)
+    }
+
+    /// The task head of the first listed architecture that has one.
+    pub fn head_kind(&self) -> Option<HeadKind> {
+        self.architectures.iter().find_map(|a| HeadKind::from_architecture(a))
+    }
+
+    /// `id2label` in id order (ids must be 0..n), or transformers' default names.
+    pub fn labels(&self) -> Result<Vec<String>, String> {
+        match &self.id2label {
+            Some(map) if !map.is_empty() => {
+                let mut by_id: Vec<(usize, &String)> = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    let id = k.parse::<usize>().map_err(|_| format!("id2label key {k:?} is not a label id"))?;
+                    by_id.push((id, v));
+                }
+                by_id.sort();
+                if by_id.iter().enumerate().any(|(i, (id, _))| *id != i) {
+                    return Err(format!("id2label ids must be 0..{} without gaps", map.len()));
+                }
+                if let Some(n) = self.num_labels.filter(|&n| n != map.len()) {
+                    return Err(format!("num_labels {n} differs from id2label's {} entries", map.len()));
+                }
+                Ok(by_id.into_iter().map(|(_, v)| v.clone()).collect())
+            }
+            _ => Ok((0..self.num_labels.unwrap_or(2)).map(|i| format!("LABEL_{i}")).collect()),
+        }
     }
 
     pub fn has_mlm_head(&self) -> bool {

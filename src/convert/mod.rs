@@ -130,6 +130,15 @@ fn metadata(w: &mut GgufWriter, config: &HfConfig, ty: GgmlType, tokenizer_json:
     w.add(keys::TYPE_VOCAB_SIZE, u32v(config.type_vocab_size));
     w.add(keys::PAD_TOKEN_ID, u32v(config.pad_token_id));
     w.add(keys::HAS_MLM_HEAD, Value::Bool(config.has_mlm_head()));
+    if let Some(kind) = config.head_kind() {
+        let labels = config.labels().map_err(|m| Error::format(dir.join("config.json"), m))?;
+        w.add(keys::HEAD_KIND, Value::String(kind.name().into()));
+        w.add(keys::HEAD_NUM_LABELS, u32v(kind.output_rows(labels.len())));
+        w.add(keys::HEAD_LABELS, Value::Array(crate::gguf::ValueType::String, labels.into_iter().map(Value::String).collect()));
+        if let Some(p) = &config.problem_type {
+            w.add(keys::HEAD_PROBLEM_TYPE, Value::String(p.clone()));
+        }
+    }
     w.add(keys::TOKENIZER_MODEL, Value::String("t5".into()));
     let tpath = dir.join("tokenizer.json");
     for (key, token) in

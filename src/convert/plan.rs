@@ -23,6 +23,8 @@ pub enum Role {
     WordEmbedding,
     /// Linear layer weight `[out, in]`.
     Linear,
+    /// A task head's weight or bias: tiny, kept F32 whatever `--type`.
+    Head,
 }
 
 #[derive(Clone, Debug)]
@@ -46,7 +48,7 @@ impl TensorPlan {
 /// The type a tensor of `role` gets when the user asks for `requested`, before fallback.
 pub fn preferred_type(role: Role, requested: GgmlType) -> GgmlType {
     match role {
-        Role::Vector | Role::SmallEmbedding => GgmlType::F32,
+        Role::Vector | Role::SmallEmbedding | Role::Head => GgmlType::F32,
         Role::WordEmbedding => match requested {
             GgmlType::Q4_0 | GgmlType::Q4K => GgmlType::Q8_0,
             other => other,
@@ -130,6 +132,28 @@ pub fn plan_tensors(config: &HfConfig, source: &dyn WeightSource, requested: Ggm
         }
     }
 
+    if let Some(kind) = config.head_kind() {
+        let rows = kind.output_rows(config.labels().map_err(|m| Error::format(&where_, m))?.len());
+        let mut head = |gguf: &str, hf: &str, out: usize| {
+            add(&format!("{gguf}.weight"), &one(format!("{hf}.weight")), &[out, h], Role::Head);
+            add(&format!("{gguf}.bias"), &one(format!("{hf}.bias")), &[out], Role::Head);
+        };
+        use crate::gguf::keys::head_tensor as heads;
+        use crate::heads::HeadKind;
+        match kind {
+            HeadKind::SequenceClassification => {
+                head(heads::CLS, "classifier.dense", h);
+                head(heads::CLS_OUT, "classifier.out_proj", rows);
+            }
+            HeadKind::TokenClassification => head(heads::CLS_OUT, "classifier", rows),
+            HeadKind::QuestionAnswering => head(heads::QA_OUT, "qa_outputs", rows),
+            HeadKind::MultipleChoice => {
+                head(heads::CLS, &p("pooler.dense"), h);
+                head(heads::CLS_OUT, "classifier", rows);
+            }
+        }
+    }
+
     // Check presence and shapes now, before anything is written.
     for plan in &plans {
         let mut found = None;
@@ -173,5 +197,6 @@ mod tests {
         assert_eq!(preferred_type(Role::WordEmbedding, GgmlType::Q4K), GgmlType::Q8_0);
         assert_eq!(preferred_type(Role::WordEmbedding, GgmlType::F16), GgmlType::F16);
         assert_eq!(preferred_type(Role::Linear, GgmlType::Q4_0), GgmlType::Q4_0);
+        assert_eq!(preferred_type(Role::Head, GgmlType::Q4K), GgmlType::F32);
     }
 }

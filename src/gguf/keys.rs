@@ -55,3 +55,24 @@ pub mod tensor {
     pub const FFN_UP: &str = "ffn_up";
     pub const FFN_DOWN: &str = "ffn_down";
 }
+
+/// Task head of a fine-tuned checkpoint (absent for XLMRobertaXLModel / ...ForMaskedLM):
+/// `sequence-classification`, `token-classification`, `question-answering`, `multiple-choice`.
+pub const HEAD_KIND: &str = "xlm-roberta-xl.head.kind";
+/// Rows of the head's output layer (labels; 2 for QA; 1 for multiple choice).
+pub const HEAD_NUM_LABELS: &str = "xlm-roberta-xl.head.num_labels";
+/// transformers' `problem_type` when the config sets it: `single_label_classification`,
+/// `multi_label_classification` or `regression`.
+pub const HEAD_PROBLEM_TYPE: &str = "xlm-roberta-xl.head.problem_type";
+/// `id2label` as an array of strings in label-id order; llama.cpp's key for the same thing.
+pub const HEAD_LABELS: &str = "xlm-roberta-xl.classifier.output_labels";
+
+/// GGUF tensor names of the task heads, llama.cpp style where llama.cpp has one.
+pub mod head_tensor {
+    /// The classification head's `dense` (and multiple choice's pooler, as llama.cpp maps BERT's).
+    pub const CLS: &str = "cls";
+    /// The classification head's `out_proj`, or the token-classification / multiple-choice `classifier`.
+    pub const CLS_OUT: &str = "cls.output";
+    /// Question answering's `qa_outputs` (rows: start, end).
+    pub const QA_OUT: &str = "qa.output";
+}

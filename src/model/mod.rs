@@ -9,6 +9,7 @@ pub mod weights;
 
 use crate::error::{Error, Result};
 use crate::gguf::{keys, GgufFile};
+use crate::heads::{Head, HeadInfo};
 use crate::kernels::softmax_inplace;
 use crate::tokenizer::Tokenizer;
 use config::ModelConfig;
@@ -31,6 +32,8 @@ pub struct Model {
     pub tokenizer: Tokenizer,
     /// Inputs per forward pass.
     pub batch_size: usize,
+    /// The task head of a fine-tuned checkpoint, if the file has one.
+    pub head: Option<HeadInfo>,
     /// The encoder's matrices in the GEMM kernels' layout, when packed at load.
     packed: Option<PackedWeights>,
     /// Work buffers of finished forward passes, reused by the next ones (one per
@@ -65,9 +68,13 @@ impl Model {
         let tokenizer = Tokenizer::from_json(file.get_str(keys::TOKENIZER_HF_JSON)?, config.max_tokens)?;
         // Validate every tensor now, so that a bad file fails at load, not mid-run.
         let weights = Weights::load(&file, &config)?;
+        let head = HeadInfo::from_gguf(&file)?;
+        if let Some(info) = &head {
+            Head::load(&file, config.hidden, info)?;
+        }
         let packed = PackedWeights::build(&file, &weights)?;
         drop(weights);
-        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH, packed, scratch_pool: Default::default() })
+        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH, head, packed, scratch_pool: Default::default() })
     }
 
     /// Whether the encoder's weights were packed at load (see [`packed`]).
@@ -77,6 +84,11 @@ impl Model {
 
     pub fn weights(&self) -> Weights<'_> {
         Weights::load(&self.file, &self.config).expect("validated at load")
+    }
+
+    /// The task head's weights; `None` for files without one.
+    pub fn head_weights(&self) -> Option<Head<'_>> {
+        self.head.as_ref().map(|info| Head::load(&self.file, self.config.hidden, info).expect("validated at load"))
     }
 
     pub fn file(&self) -> &GgufFile {
@@ -150,10 +162,23 @@ impl Model {
 
     /// Top-`top_k` predictions for every `<mask>` of every input.
     pub fn fill_mask(&self, texts: &[impl AsRef<str>], top_k: usize, truncate: bool) -> Result<Vec<Vec<Vec<Prediction>>>> {
-        if !self.config.has_mlm_head {
-            return Err(Error::Input("this model has no MLM head (converted from XLMRobertaXLModel); fill-mask needs ...ForMaskedLM".into()));
-        }
+        self.check_mlm_head()?;
         let seqs = self.tokenize_all(texts, truncate)?;
+        self.fill_mask_tokens(&seqs, top_k)
+    }
+
+    /// Fill-mask needs the MLM head; a model converted without it says so.
+    pub fn check_mlm_head(&self) -> Result<()> {
+        if !self.config.has_mlm_head {
+            return Err(Error::Input("this model has no MLM head (converted from XLMRobertaXLModel or a fine-tuned task architecture); fill-mask needs ...ForMaskedLM".into()));
+        }
+        Ok(())
+    }
+
+    /// `fill_mask` on already-tokenized inputs (e.g. those of several server requests run
+    /// as one batch).
+    pub fn fill_mask_tokens(&self, seqs: &[Vec<u32>], top_k: usize) -> Result<Vec<Vec<Vec<Prediction>>>> {
+        self.check_mlm_head()?;
         for (i, s) in seqs.iter().enumerate() {
             if !s.contains(&self.config.mask_id) {
                 return Err(Error::Input(format!("input {} has no <mask> token", i + 1)));
@@ -213,6 +238,12 @@ impl Model {
     /// One vector per input (`Cls`, `Mean`), or one per token (`None`).
     pub fn embed(&self, texts: &[impl AsRef<str>], pooling: Pooling, normalize: bool, truncate: bool) -> Result<Vec<Vec<Vec<f32>>>> {
         let seqs = self.tokenize_all(texts, truncate)?;
+        Ok(self.embed_tokens(&seqs, pooling, normalize))
+    }
+
+    /// `embed` on already-tokenized inputs (e.g. those of several server requests run as
+    /// one batch).
+    pub fn embed_tokens(&self, seqs: &[Vec<u32>], pooling: Pooling, normalize: bool) -> Vec<Vec<Vec<f32>>> {
         let h = self.config.hidden;
         let last = self.config.layers;
         let mut out: Vec<Vec<Vec<f32>>> = vec![Vec::new(); seqs.len()];
@@ -233,23 +264,25 @@ impl Model {
             };
         });
         if normalize {
-            for v in out.iter_mut().flatten() {
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                v.iter_mut().for_each(|x| *x /= norm);
-            }
+            out.iter_mut().flatten().for_each(|v| l2_normalize(v));
         }
-        Ok(out)
+        out
     }
 
     /// `[input][k][token][hidden]` for each requested hidden-state index `layers[k]`
     /// (0 = embeddings, `config.layers` = after the final LayerNorm); all when `None`.
     pub fn hidden_states(&self, texts: &[impl AsRef<str>], layers: Option<&[usize]>, truncate: bool) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
+        let seqs = self.tokenize_all(texts, truncate)?;
+        self.hidden_states_tokens(&seqs, layers)
+    }
+
+    /// `hidden_states` on already-tokenized inputs.
+    pub fn hidden_states_tokens(&self, seqs: &[Vec<u32>], layers: Option<&[usize]>) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
         let all: Vec<usize> = (0..=self.config.layers).collect();
         let layers = layers.unwrap_or(&all);
         if let Some(&bad) = layers.iter().find(|&&l| l > self.config.layers) {
             return Err(Error::Input(format!("layer {bad} does not exist (0 = embeddings ... {} = final)", self.config.layers)));
         }
-        let seqs = self.tokenize_all(texts, truncate)?;
         let h = self.config.hidden;
         let mut out: Vec<Vec<Vec<Vec<f32>>>> = vec![vec![Vec::new(); layers.len()]; seqs.len()];
         self.run_batches(&seqs, |l| layers.contains(&l), |input, batch, row, layer, states| {
@@ -261,4 +294,28 @@ impl Model {
         });
         Ok(out)
     }
+}
+
+use crate::tasks::{ClassifyFunction, LabelScore, TopK};
+
+impl Model {
+    /// `classify` on already-tokenized inputs (`<s> A </s>` or `<s> A </s></s> B </s>`),
+    /// e.g. those of several server requests run as one batch.
+    pub fn classify_tokens(&self, seqs: &[Vec<u32>], function: Option<ClassifyFunction>, top_k: TopK) -> Result<Vec<Vec<LabelScore>>> {
+        use crate::heads::HeadKind;
+        use crate::tasks::text_classification::label_scores;
+        let info = self.require_head(HeadKind::SequenceClassification)?;
+        // The head reads `<s>` only.
+        let cls_rows = self.final_states(seqs, |_| 1).concat();
+        let Some(Head::SequenceClassification(head)) = self.head_weights() else { unreachable!("kind checked above") };
+        let logits = head.forward(&cls_rows);
+        let function = function.unwrap_or_else(|| ClassifyFunction::default_for(info));
+        Ok(logits.chunks_exact(info.labels.len()).map(|l| label_scores(l, &info.labels, function, top_k)).collect())
+    }
+}
+
+/// Scales `v` to unit L2 norm (a zero vector stays zero).
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
 }

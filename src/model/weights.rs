@@ -50,8 +50,9 @@ pub struct Weights<'a> {
     pub mlm: Option<MlmHead<'a>>,
 }
 
-struct Loader<'a> {
-    f: &'a GgufFile,
+/// Checked tensor lookups by name; also used by the task heads (`crate::heads`).
+pub(crate) struct Loader<'a> {
+    pub(crate) f: &'a GgufFile,
 }
 
 impl<'a> Loader<'a> {
@@ -63,7 +64,7 @@ impl<'a> Loader<'a> {
         Ok(t)
     }
 
-    fn f32s(&self, name: &str, shape: &[usize]) -> Result<&'a [f32]> {
+    pub(crate) fn f32s(&self, name: &str, shape: &[usize]) -> Result<&'a [f32]> {
         let t = self.info(name, shape)?;
         if t.ty != GgmlType::F32 {
             return Err(Error::format(&self.f.path, format!("tensor `{name}` has type {}, expected f32", t.ty)));

@@ -116,3 +116,37 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 pub fn max_abs(a: &[f32]) -> f32 {
     a.iter().fold(0.0, |m, v| m.max(v.abs()))
 }
+
+/// A fine-tuned checkpoint folder from `tests/fixtures/heads/<name>` (see
+/// tools/make_heads_fixtures.py): the fixture's config and head tensors plus the shared
+/// encoder and tokenizer of `models/tiny-xlmr-xl`, assembled once per test binary.
+pub fn head_model(name: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap();
+    let dir = scratch_dir().join("heads-src").join(name);
+    if !dir.exists() {
+        let fixture = root().join("tests/fixtures/heads").join(name);
+        let tmp = scratch_dir().join("heads-src").join(format!(".{name}.partial"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        for entry in std::fs::read_dir(&fixture).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().unwrap() != "reference.json" {
+                std::fs::copy(&path, tmp.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        if !tmp.join("model.safetensors").exists() {
+            std::fs::copy(tiny().join("model.safetensors"), tmp.join("encoder.safetensors")).unwrap();
+        }
+        for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "sentencepiece.bpe.model"] {
+            std::fs::copy(tiny().join(f), tmp.join(f)).unwrap();
+        }
+        std::fs::rename(&tmp, &dir).unwrap();
+    }
+    dir
+}
+
+/// `tests/fixtures/heads/<name>/reference.json`: the pipelines' outputs.
+pub fn head_reference(name: &str) -> serde_json::Value {
+    let path = root().join("tests/fixtures/heads").join(name).join("reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
