@@ -4,6 +4,7 @@
 pub mod blocks;
 pub mod q4_0;
 pub mod q4_k;
+pub mod q4_k_fast;
 pub mod q8;
 
 pub use blocks::*;
@@ -102,7 +103,7 @@ pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) {
         GgmlType::Q4K => encode(
             x,
             out,
-            quantize_row_q4_k_ref,
+            q4_k_fast::quantize_row_q4_k,
             BlockQ4K { d: zero_f16, dmin: zero_f16, scales: [0; 12], qs: [0; 128] },
         ),
     }
