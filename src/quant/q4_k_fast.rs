@@ -80,11 +80,20 @@ fn splat(v: f32) -> V {
     [v; LANES]
 }
 
+/// What the scale search found for the sub-block in each lane.
+struct Search {
+    scale: V,
+    neg_min: V,
+    /// How the winning L was made: `nearest_clamped(l_iscale * (x - l_shift))` (0 for a
+    /// constant sub-block). Needed only where the 6-bit scale rounds to 0.
+    l_iscale: V,
+    l_shift: V,
+}
+
 /// `make_qkx2_quants(15, x, w, l, -1.0, 0.1, 20)` of the reference for 16 sub-blocks at
-/// once; `x[i][k]` is value i of sub-block k. Fills `l` (as f32) and returns per lane
-/// (scale, -min).
+/// once; `x[i][k]` is value i of sub-block k.
 #[inline(always)]
-fn make_qkx2_quants_lanes(x: &[V; SUB], w: &[V; SUB], l_out: &mut [V; SUB]) -> (V, V) {
+fn make_qkx2_quants_lanes(x: &[V; SUB], w: &[V; SUB]) -> Search {
     const NMAX: f32 = 15.0;
     const NSTEP: i32 = 20;
     const RMIN: f32 = -1.0;
@@ -113,21 +122,22 @@ fn make_qkx2_quants_lanes(x: &[V; SUB], w: &[V; SUB], l_out: &mut [V; SUB]) -> (
     }
     let flat_min = min;
 
+    // The reference copies the winning candidate's L; here each lane remembers how that
+    // L was made (its iscale and the min then in force), so it can be remade exactly,
+    // without a 32-row select per candidate.
     let mut scale = splat(0.0);
     let mut best_error = splat(0.0);
-    {
-        let mut iscale = splat(0.0);
+    let mut best_iscale = splat(0.0);
+    for k in 0..LANES {
+        best_iscale[k] = NMAX / (max[k] - min[k]);
+        scale[k] = 1.0 / best_iscale[k];
+    }
+    let mut best_shift = min;
+    for i in 0..SUB {
         for k in 0..LANES {
-            iscale[k] = NMAX / (max[k] - min[k]);
-            scale[k] = 1.0 / iscale[k];
-        }
-        for i in 0..SUB {
-            for k in 0..LANES {
-                let l = nearest_clamped(iscale[k] * (x[i][k] - min[k]));
-                l_out[i][k] = l;
-                let diff = scale[k] * l + min[k] - x[i][k];
-                best_error[k] += w[i][k] * diff * diff;
-            }
+            let l = nearest_clamped(best_iscale[k] * (x[i][k] - min[k]));
+            let diff = scale[k] * l + min[k] - x[i][k];
+            best_error[k] += w[i][k] * diff * diff;
         }
     }
 
@@ -166,17 +176,13 @@ fn make_qkx2_quants_lanes(x: &[V; SUB], w: &[V; SUB], l_out: &mut [V; SUB]) -> (
             }
         }
         // The reference updates only `if det > 0 { .. if cur_error < best_error { .. } }`.
-        let mut take = [false; LANES];
         for k in 0..LANES {
-            take[k] = det[k] > 0.0 && cur_error[k] < best_error[k];
-            best_error[k] = if take[k] { cur_error[k] } else { best_error[k] };
-            scale[k] = if take[k] { this_scale[k] } else { scale[k] };
-            min[k] = if take[k] { this_min[k] } else { min[k] };
-        }
-        for i in 0..SUB {
-            for k in 0..LANES {
-                l_out[i][k] = if take[k] { laux[i][k] } else { l_out[i][k] };
-            }
+            let take = det[k] > 0.0 && cur_error[k] < best_error[k];
+            best_error[k] = if take { cur_error[k] } else { best_error[k] };
+            best_iscale[k] = if take { iscale[k] } else { best_iscale[k] };
+            best_shift[k] = if take { min[k] } else { best_shift[k] };
+            scale[k] = if take { this_scale[k] } else { scale[k] };
+            min[k] = if take { this_min[k] } else { min[k] };
         }
     }
 
@@ -185,13 +191,11 @@ fn make_qkx2_quants_lanes(x: &[V; SUB], w: &[V; SUB], l_out: &mut [V; SUB]) -> (
     for k in 0..LANES {
         scale[k] = if flat[k] { 0.0 } else { scale[k] };
         neg_min[k] = if flat[k] { -flat_min[k] } else { -min[k] };
+        // 0 * (finite x - 0) is ±0, which rounds to L = 0.
+        best_iscale[k] = if flat[k] { 0.0 } else { best_iscale[k] };
+        best_shift[k] = if flat[k] { 0.0 } else { best_shift[k] };
     }
-    for i in 0..SUB {
-        for k in 0..LANES {
-            l_out[i][k] = if flat[k] { 0.0 } else { l_out[i][k] };
-        }
-    }
-    (scale, neg_min)
+    Search { scale, neg_min, l_iscale: best_iscale, l_shift: best_shift }
 }
 
 /// The reference's mean-square magnitude `sqrt(sum(x²) / 256)` of each super-block in
@@ -230,21 +234,20 @@ fn quantize_lanes(x: &[f32], y: &mut [BlockQ4K]) {
                     ws[i][k] = av + v.abs();
                 }
             }
-            let mut ls = [splat(0.0); SUB];
-            let (scales, mins) = make_qkx2_quants_lanes(&xs, &ws, &mut ls);
+            let search = make_qkx2_quants_lanes(&xs, &ws);
             for (h, yb) in yp.iter_mut().enumerate() {
-                let lanes = h * SUBS_PER_BLOCK..(h + 1) * SUBS_PER_BLOCK;
-                finish_block(&xp[h * QK_K..(h + 1) * QK_K], &scales[lanes.clone()], &mins[lanes.clone()], &ls, lanes.start, yb);
+                finish_block(&xp[h * QK_K..(h + 1) * QK_K], &search, h * SUBS_PER_BLOCK, yb);
             }
         }
     }
 }
 
-/// The reference's second half for one super-block: 6-bit scales and mins, then the
-/// nibbles requantized with them (sub-blocks whose scale rounds to 0 keep the search's L,
-/// found in lanes `lane0..lane0 + 8` of `ls`).
+/// The reference's second half for one super-block (lanes `lane0..lane0 + 8` of
+/// `search`): 6-bit scales and mins, then the nibbles requantized with them.
 #[inline(always)]
-fn finish_block(xb: &[f32], scales: &[f32], mins: &[f32], ls: &[V; SUB], lane0: usize, yb: &mut BlockQ4K) {
+fn finish_block(xb: &[f32], search: &Search, lane0: usize, yb: &mut BlockQ4K) {
+    let scales = &search.scale[lane0..lane0 + SUBS_PER_BLOCK];
+    let mins = &search.neg_min[lane0..lane0 + SUBS_PER_BLOCK];
     // The reference's `max_scale.max(s)`, one by one from +0: with `f32::max` here the
     // compiler may reduce in another order, and `max(+0, -0)` may then give -0 (an f16
     // `dmin` of -0 instead of +0). Written as `>`, it keeps +0 and skips NaN as the
@@ -278,27 +281,38 @@ fn finish_block(xb: &[f32], scales: &[f32], mins: &[f32], ls: &[V; SUB], lane0: 
     yb.dmin = f16::from_f32(max_min / 63.0);
     let d = yb.d.to_f32();
     let dmin = yb.dmin.to_f32();
-    let mut l = [[0u8; SUB]; SUBS_PER_BLOCK];
+    // L kept in f32 (whole numbers 0..=15) and converted once, when packing.
+    let mut l = [[0.0f32; SUB]; SUBS_PER_BLOCK];
     for (j, lj) in l.iter_mut().enumerate() {
+        let xs = &xb[SUB * j..SUB * j + SUB];
         let (sc, m) = get_scale_min_k4(j, &packed);
         let dj = d * sc as f32;
         if dj == 0.0 {
-            for (i, q) in lj.iter_mut().enumerate() {
-                *q = ls[i][lane0 + j] as u8;
+            // The reference keeps the search's L here.
+            let (iscale, shift) = (search.l_iscale[lane0 + j], search.l_shift[lane0 + j]);
+            for (q, &v) in lj.iter_mut().zip(xs) {
+                *q = nearest_clamped(iscale * (v - shift));
             }
             continue;
         }
         let dm = dmin * m as f32;
-        let xs = &xb[SUB * j..SUB * j + SUB];
         for (q, &v) in lj.iter_mut().zip(xs) {
             // A true division per element, as the reference (a reciprocal would round
             // differently).
-            *q = nearest_clamped((v + dm) / dj) as u8;
+            *q = nearest_clamped((v + dm) / dj);
         }
     }
     for c in 0..4 {
         for i in 0..SUB {
-            yb.qs[SUB * c + i] = l[2 * c][i] | (l[2 * c + 1][i] << 4);
+            yb.qs[SUB * c + i] = small_int(l[2 * c][i]) | (small_int(l[2 * c + 1][i]) << 4);
         }
     }
+}
+
+/// A whole number 0..=255 held in an f32, as u8. Adding 2^23 puts it in the low
+/// mantissa bits exactly; unlike `as u8`, whose saturation the compiler does element by
+/// element, this vectorizes.
+#[inline(always)]
+fn small_int(v: f32) -> u8 {
+    (v + 8_388_608.0).to_bits() as u8
 }
