@@ -5,35 +5,10 @@
 
 mod common;
 
+use common::rng::Rng;
 use xlmr::kernels::Isa;
 use xlmr::quant::q4_k_fast::quantize_row_q4_k_at_level;
 use xlmr::quant::{blocks_as_bytes, quantize_row, quantize_row_q4_k_ref, BlockQ4K, GgmlType, QK_K};
-
-/// Small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in (0, 1].
-    fn unit(&mut self) -> f32 {
-        ((self.next_u64() >> 40) + 1) as f32 / (1u64 << 24) as f32
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    /// Standard normal (Box-Muller).
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-}
 
 const ZERO_BLOCK: BlockQ4K = BlockQ4K { d: half::f16::ZERO, dmin: half::f16::ZERO, scales: [0; 12], qs: [0; 128] };
 

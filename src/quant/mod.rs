@@ -9,7 +9,7 @@ pub mod q8;
 
 pub use blocks::*;
 pub use q4_0::{dequantize_row_q4_0, quantize_row_q4_0_ref};
-pub use q4_k::{dequantize_row_q4_k, get_scale_min_k4, quantize_row_q4_k_ref};
+pub use q4_k::{dequantize_row_q4_k, get_scale_min_k4, quantize_row_q4_k_ref, set_scale_min_k4};
 pub use q8::{dequantize_row_q8_0, dequantize_row_q8_k, quantize_row_q8_0_ref, quantize_row_q8_k_ref};
 
 use half::f16;

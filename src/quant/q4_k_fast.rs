@@ -10,11 +10,9 @@
 //!
 //! [`quantize_row_q4_k_ref`]: super::q4_k::quantize_row_q4_k_ref
 
-use super::blocks::{BlockQ4K, K_SCALE_SIZE, QK_K};
-use super::q4_k::get_scale_min_k4;
-use super::q8::nearest_int;
+use super::blocks::{BlockQ4K, QK_K};
+use super::q4_k::{get_scale_min_k4, set_block_scales};
 use crate::kernels::Isa;
-use half::f16;
 
 /// Sub-blocks processed side by side: two super-blocks of eight.
 const LANES: usize = 16;
@@ -246,8 +244,8 @@ fn quantize_lanes(x: &[f32], y: &mut [BlockQ4K]) {
 /// `search`): 6-bit scales and mins, then the nibbles requantized with them.
 #[inline(always)]
 fn finish_block(xb: &[f32], search: &Search, lane0: usize, yb: &mut BlockQ4K) {
-    let scales = &search.scale[lane0..lane0 + SUBS_PER_BLOCK];
-    let mins = &search.neg_min[lane0..lane0 + SUBS_PER_BLOCK];
+    let scales: &[f32; SUBS_PER_BLOCK] = search.scale[lane0..lane0 + SUBS_PER_BLOCK].try_into().unwrap();
+    let mins: &[f32; SUBS_PER_BLOCK] = search.neg_min[lane0..lane0 + SUBS_PER_BLOCK].try_into().unwrap();
     // The reference's `max_scale.max(s)`, one by one from +0: with `f32::max` here the
     // compiler may reduce in another order, and `max(+0, -0)` may then give -0 (an f16
     // `dmin` of -0 instead of +0). Written as `>`, it keeps +0 and skips NaN as the
@@ -261,24 +259,8 @@ fn finish_block(xb: &[f32], search: &Search, lane0: usize, yb: &mut BlockQ4K) {
             max_min = mins[j];
         }
     }
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
-    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-    let mut packed = [0u8; K_SCALE_SIZE];
-    for j in 0..SUBS_PER_BLOCK {
-        let ls = nearest_int(inv_scale * scales[j]).min(63) as u8;
-        let lm = nearest_int(inv_min * mins[j]).min(63) as u8;
-        if j < 4 {
-            packed[j] = ls;
-            packed[j + 4] = lm;
-        } else {
-            packed[j + 4] = (ls & 0x0F) | ((lm & 0x0F) << 4);
-            packed[j - 4] |= (ls >> 4) << 6;
-            packed[j] |= (lm >> 4) << 6;
-        }
-    }
-    yb.scales = packed;
-    yb.d = f16::from_f32(max_scale / 63.0);
-    yb.dmin = f16::from_f32(max_min / 63.0);
+    set_block_scales(scales, mins, max_scale, max_min, yb);
+    let packed = yb.scales;
     let d = yb.d.to_f32();
     let dmin = yb.dmin.to_f32();
     // L kept in f32 (whole numbers 0..=15) and converted once, when packing.
