@@ -6,7 +6,8 @@
 //! `[f32; 16]` arrays: every lane does exactly the reference's f32 operations in the
 //! reference's order (unfused, same `round_ties_even`, same comparisons), and the
 //! reference's branches become per-lane selects. The compiler vectorizes the lane
-//! loops inside `#[target_feature]` wrappers picked at run time.
+//! loops inside `#[target_feature]` wrappers picked at run time (enabling `fma` there
+//! changes nothing: Rust never contracts `a * b + c` into a fused multiply-add).
 //!
 //! [`quantize_row_q4_k_ref`]: super::q4_k::quantize_row_q4_k_ref
 
@@ -25,7 +26,8 @@ const GROUP: usize = 16;
 /// One value per lane.
 type V = [f32; LANES];
 
-/// x: [n], y: [n / 256]. Same bytes as `quantize_row_q4_k_ref` for every input.
+/// x: [n], y: [n / 256]. Same bytes as `quantize_row_q4_k_ref` for every finite input
+/// (tested down to subnormals and up to ±f32::MAX; the converter rejects non-finite ones).
 pub fn quantize_row_q4_k(x: &[f32], y: &mut [BlockQ4K]) {
     quantize_row_q4_k_at_level(crate::kernels::isa(), x, y)
 }
