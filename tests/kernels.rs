@@ -1,32 +1,11 @@
 //! Kernel tests: every ISA level this CPU supports against the scalar reference, and the
 //! scalar reference against f64 math. Each check states its error measure and bound.
 
+mod common;
+
+use common::rng::Rng;
 use xlmr::kernels::{self, at_level, ActFormat, Epilogue, Isa, MatmulScratch, PackedMatrix, QMatrix, QuantActs, PANEL_ROWS};
 use xlmr::quant::{dequantize, quantize_row, GgmlType};
-
-/// Small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in [-1, 1).
-    fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform() * scale).collect()
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
-}
 
 /// Weight bytes in an 8-byte-aligned buffer, as a GGUF mmap would give them.
 struct Weights {

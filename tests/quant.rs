@@ -85,6 +85,24 @@ fn q4_0_layout_matches_ggml() {
 }
 
 #[test]
+fn q4_k_6_bit_packing_round_trips() {
+    // Every (scale, min) pair in every position, the other sub-blocks holding other values.
+    for j in 0..8 {
+        for (ls, lm) in (0..64u8).flat_map(|a| (0..64u8).map(move |b| (a, b))) {
+            let pair = |k: usize| if k == j { (ls, lm) } else { ((k as u8 * 23 + ls) % 64, (k as u8 * 41 + lm) % 64) };
+            let mut packed = [0u8; 12];
+            for k in 0..8 {
+                let (s, m) = pair(k);
+                set_scale_min_k4(k, s, m, &mut packed);
+            }
+            for k in 0..8 {
+                assert_eq!(get_scale_min_k4(k, &packed), pair(k), "sub-block {k}");
+            }
+        }
+    }
+}
+
+#[test]
 fn q4_k_scales_pack_and_unpack() {
     // Distinct sub-block ranges exercise all 8 packed 6-bit scales and mins.
     let x: Vec<f32> = (0..256).map(|i| (i / 32) as f32 * 0.5 + ((i % 32) as f32 / 31.0) * (1.0 + (i / 32) as f32)).collect();

@@ -4,11 +4,12 @@
 pub mod blocks;
 pub mod q4_0;
 pub mod q4_k;
+pub mod q4_k_fast;
 pub mod q8;
 
 pub use blocks::*;
 pub use q4_0::{dequantize_row_q4_0, quantize_row_q4_0_ref};
-pub use q4_k::{dequantize_row_q4_k, get_scale_min_k4, quantize_row_q4_k_ref};
+pub use q4_k::{dequantize_row_q4_k, get_scale_min_k4, quantize_row_q4_k_ref, set_scale_min_k4};
 pub use q8::{dequantize_row_q8_0, dequantize_row_q8_k, quantize_row_q8_0_ref, quantize_row_q8_k_ref};
 
 use half::f16;
@@ -106,7 +107,7 @@ pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) {
         GgmlType::Q4K => encode(
             x,
             out,
-            quantize_row_q4_k_ref,
+            q4_k_fast::quantize_row_q4_k,
             BlockQ4K { d: zero_f16, dmin: zero_f16, scales: [0; 12], qs: [0; 128] },
         ),
     }

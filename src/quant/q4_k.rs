@@ -18,6 +18,36 @@ pub fn get_scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
     }
 }
 
+/// Packs sub-block `j`'s 6-bit (scale, min) into the 12 bytes: the inverse of
+/// [`get_scale_min_k4`] when `q` starts zeroed and sub-blocks are packed in order.
+#[inline]
+pub fn set_scale_min_k4(j: usize, ls: u8, lm: u8, q: &mut [u8; K_SCALE_SIZE]) {
+    if j < 4 {
+        q[j] = ls;
+        q[j + 4] = lm;
+    } else {
+        q[j + 4] = (ls & 0x0F) | ((lm & 0x0F) << 4);
+        q[j - 4] |= (ls >> 4) << 6;
+        q[j] |= (lm >> 4) << 6;
+    }
+}
+
+/// Sets the super-block's `d`, `dmin` and packed 6-bit scales and mins from the
+/// sub-blocks' float scales and mins and their maxima.
+pub(super) fn set_block_scales(scales: &[f32; 8], mins: &[f32; 8], max_scale: f32, max_min: f32, yb: &mut BlockQ4K) {
+    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let mut packed = [0u8; K_SCALE_SIZE];
+    for j in 0..8 {
+        let ls = nearest_int(inv_scale * scales[j]).min(63) as u8;
+        let lm = nearest_int(inv_min * mins[j]).min(63) as u8;
+        set_scale_min_k4(j, ls, lm, &mut packed);
+    }
+    yb.scales = packed;
+    yb.d = f16::from_f32(max_scale / 63.0);
+    yb.dmin = f16::from_f32(max_min / 63.0);
+}
+
 /// Finds scale and min so that `x ≈ scale * L + min` with L in 0..=nmax, minimizing the
 /// weighted squared error over `nstep + 1` candidate scales. Returns (scale, -min).
 fn make_qkx2_quants(
@@ -115,24 +145,8 @@ pub fn quantize_row_q4_k_ref(x: &[f32], y: &mut [BlockQ4K]) {
             max_scale = max_scale.max(s);
             max_min = max_min.max(m);
         }
-        let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
-        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-        let mut packed = [0u8; K_SCALE_SIZE];
-        for j in 0..8 {
-            let ls = nearest_int(inv_scale * scales[j]).min(63) as u8;
-            let lm = nearest_int(inv_min * mins[j]).min(63) as u8;
-            if j < 4 {
-                packed[j] = ls;
-                packed[j + 4] = lm;
-            } else {
-                packed[j + 4] = (ls & 0x0F) | ((lm & 0x0F) << 4);
-                packed[j - 4] |= (ls >> 4) << 6;
-                packed[j] |= (lm >> 4) << 6;
-            }
-        }
-        yb.scales = packed;
-        yb.d = f16::from_f32(max_scale / 63.0);
-        yb.dmin = f16::from_f32(max_min / 63.0);
+        set_block_scales(&scales, &mins, max_scale, max_min, yb);
+        let packed = yb.scales;
         // Requantize with the rounded 6-bit scales so the stored nibbles fit them.
         let d = yb.d.to_f32();
         let dmin = yb.dmin.to_f32();

@@ -2,6 +2,8 @@
 //! test binary, and reading the transformers reference outputs.
 #![allow(dead_code)]
 
+pub mod rng;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
