@@ -1,7 +1,53 @@
 //! The model's tokenizer, built from the tokenizer.json embedded in the GGUF file.
 
 use crate::error::{Error, Result};
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
 use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
+
+thread_local! {
+    /// Set while `contained` runs: panics are then caught and not printed.
+    static CONTAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs a call into the tokenizers crate, turning a panic into an error message. Its
+/// deserializers panic on some malformed tokenizer.json documents (0.22: `expect("Helper")`,
+/// `expect("Precompiled")`; found by fuzz/): a file must give an error, not a crash. The
+/// panic message is not printed (the error carries it); panics elsewhere print as usual.
+pub fn contained<T>(call: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static QUIET_HOOK: Once = Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !CONTAINING.with(Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    let was = CONTAINING.with(|c| c.replace(true));
+    // AssertUnwindSafe: after a panic the value the call worked on is dropped unused.
+    let result = panic::catch_unwind(AssertUnwindSafe(call));
+    CONTAINING.with(|c| c.set(was));
+    result.map_err(|payload| {
+        let text = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        format!("the tokenizers crate failed on it ({})", text.unwrap_or("panic"))
+    })
+}
+
+/// Parses a tokenizer.json document with the tokenizers crate; the error is one line.
+pub fn parse_json(json: &str) -> std::result::Result<tokenizers::Tokenizer, String> {
+    contained(|| json.parse::<tokenizers::Tokenizer>().map_err(|e| e.to_string()))?
+}
+
+/// Drops the `truncation` and `padding` settings a tokenizer.json may carry (training
+/// scripts save them): xlmr truncates only when asked and pads batches itself, and either
+/// setting would silently change every output.
+pub fn clear_length_settings(t: &mut tokenizers::Tokenizer) {
+    t.with_padding(None);
+    // Disabling truncation cannot fail (only invalid parameters are refused).
+    let _ = t.with_truncation(None);
+}
 
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
@@ -11,8 +57,8 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     pub fn from_json(json: &str, max_tokens: usize) -> Result<Self> {
-        let inner: tokenizers::Tokenizer =
-            json.parse().map_err(|e| Error::Tokenizer(format!("embedded tokenizer.json is invalid: {e}")))?;
+        let mut inner = parse_json(json).map_err(|e| Error::Tokenizer(format!("embedded tokenizer.json is invalid: {e}")))?;
+        clear_length_settings(&mut inner);
         Ok(Tokenizer { inner, max_tokens })
     }
 
@@ -43,10 +89,12 @@ impl Tokenizer {
             None => tokenizers::EncodeInput::Single(text.into()),
         };
         let enc = if truncate {
-            self.truncating(self.max_tokens, TruncationStrategy::LongestFirst, 0)?.encode_char_offsets(input, true)
+            let t = self.truncating(self.max_tokens, TruncationStrategy::LongestFirst, 0)?;
+            contained(|| t.encode_char_offsets(input, true))
         } else {
-            self.inner.encode_char_offsets(input, true)
+            contained(|| self.inner.encode_char_offsets(input, true))
         }
+        .map_err(Error::Tokenizer)?
         .map_err(|e| Error::Tokenizer(e.to_string()))?;
         if enc.len() > self.max_tokens {
             return Err(Error::Input(format!(
@@ -62,9 +110,9 @@ impl Tokenizer {
     /// windows that overlap by `stride` tokens, as transformers' question-answering pipeline
     /// does (`truncation="only_second"`, `return_overflowing_tokens=True`).
     pub fn question_windows(&self, question: &str, context: &str, max_len: usize, stride: usize) -> Result<Vec<tokenizers::Encoding>> {
-        let mut enc = self
-            .truncating(max_len, TruncationStrategy::OnlySecond, stride)?
-            .encode_char_offsets(tokenizers::EncodeInput::Dual(question.into(), context.into()), true)
+        let t = self.truncating(max_len, TruncationStrategy::OnlySecond, stride)?;
+        let mut enc = contained(|| t.encode_char_offsets(tokenizers::EncodeInput::Dual(question.into(), context.into()), true))
+            .map_err(Error::Tokenizer)?
             .map_err(|e| Error::Input(format!("the question does not leave room for the context in {max_len} tokens ({e})")))?;
         let overflowing = enc.take_overflowing();
         Ok(std::iter::once(enc).chain(overflowing).collect())
@@ -80,13 +128,15 @@ impl Tokenizer {
     pub fn tokens_to_string(&self, tokens: Vec<String>) -> Result<String> {
         use tokenizers::Decoder;
         match self.inner.get_decoder() {
-            Some(d) => d.decode(tokens).map_err(|e| Error::Tokenizer(e.to_string())),
+            Some(d) => contained(|| d.decode(tokens)).map_err(Error::Tokenizer)?.map_err(|e| Error::Tokenizer(e.to_string())),
             None => Ok(tokens.join(" ")),
         }
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
+        contained(|| self.inner.decode(ids, skip_special_tokens))
+            .map_err(Error::Tokenizer)?
+            .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
     /// The token's text as a user reads it (`▁` shown as a space), "" for ids past the
@@ -101,5 +151,31 @@ impl Tokenizer {
 
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// The full encoding of a text or a text pair (ids, token strings, byte offsets as TEI
+    /// reports them, special-token mask), never truncated and without a length check.
+    pub fn encode_full(&self, text: &str, pair: Option<&str>, add_special_tokens: bool) -> Result<tokenizers::Encoding> {
+        let input = match pair {
+            Some(p) => tokenizers::EncodeInput::Dual(text.into(), p.into()),
+            None => tokenizers::EncodeInput::Single(text.into()),
+        };
+        self.inner.encode(input, add_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// Cuts a sequence that starts with `<s>` and ends with `</s>` to at most `max_tokens`
+    /// (>= 2) by dropping tokens at the end, or at the start when `from_left`, keeping both
+    /// special tokens: what transformers' truncation of one text gives.
+    pub fn cut(ids: &mut Vec<u32>, max_tokens: usize, from_left: bool) {
+        let keep = max_tokens.max(2);
+        if ids.len() > keep {
+            if from_left {
+                ids.drain(1..ids.len() - (keep - 1));
+            } else {
+                let last = ids[ids.len() - 1];
+                ids.truncate(keep - 1);
+                ids.push(last);
+            }
+        }
     }
 }

@@ -238,7 +238,18 @@ fn c_threads_sharing_one_model_match_one_thread() {
     }
 }
 
-/// valgrind: no leak (definite or possible) and no invalid access, in both programs.
+/// 8 threads run embed / fill-mask while the model is freed: calls that succeed match one
+/// thread, calls after the free are refused, nothing crashes (and nothing leaks, below).
+#[test]
+fn c_free_while_threads_run() {
+    let model = model_path();
+    for link in [Link::Static, Link::Dynamic] {
+        let out = run(&compile("free_while_running", link), &[model.to_str().unwrap(), "8", "24"]);
+        assert!(out.starts_with("free_while_running ok 8 ") && out.trim().ends_with(" 8"), "{link:?}: {out}");
+    }
+}
+
+/// valgrind: no leak (definite or possible) and no invalid access, in every program.
 #[test]
 fn c_examples_are_clean_under_valgrind() {
     if Command::new("valgrind").arg("--version").output().is_err() {
@@ -248,7 +259,11 @@ fn c_examples_are_clean_under_valgrind() {
     let model = model_path();
     let model_arg = model.to_str().unwrap();
     let suppressions = common::root().join("examples/valgrind.supp");
-    let cases = [("embed_and_fill", vec![model_arg, TEXT, MASKED]), ("threads", vec![model_arg, "3", "1"])];
+    let cases = [
+        ("embed_and_fill", vec![model_arg, TEXT, MASKED]),
+        ("threads", vec![model_arg, "3", "1"]),
+        ("free_while_running", vec![model_arg, "8", "4"]),
+    ];
     for (name, args) in cases {
         let exe = compile(name, Link::Static);
         let out = Command::new("valgrind")

@@ -107,3 +107,54 @@ fn bad_inputs_are_one_line_errors() {
     };
     assert!(!ok && err.contains("config.json") && err.contains("not a GGUF file"), "{err}");
 }
+
+/// Packed weights (the default where the CPU has a packed GEMM) and the read-only
+/// mapping (`XLMR_PACK=0`) give the same hidden states up to f32 summation order: the
+/// integer block sums are identical, so max |diff| <= 1e-4 x max |h| after 3 layers.
+#[test]
+fn packed_and_mapped_weights_agree() {
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+        let model = converted(&tiny(), ty);
+        let states = |pack: &str| -> Vec<f64> {
+            let o = Command::new(env!("CARGO_BIN_EXE_xlmr"))
+                .env("XLMR_PACK", pack)
+                .args(["run", "-m"])
+                .arg(&model)
+                .args(["--task", "hidden-states", "--json", "Packed or not, the same numbers.", "Zweiter Satz <mask>."])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let mut flat = Vec::new();
+            fn walk(v: &serde_json::Value, out: &mut Vec<f64>) {
+                match v {
+                    serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                    serde_json::Value::Number(n) => out.push(n.as_f64().unwrap()),
+                    _ => {}
+                }
+            }
+            walk(&serde_json::from_slice(&o.stdout).unwrap(), &mut flat);
+            flat
+        };
+        let (packed, mapped) = (states("1"), states("0"));
+        assert_eq!(packed.len(), mapped.len());
+        let scale = mapped.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let diff = packed.iter().zip(&mapped).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        eprintln!("{ty}: packed vs mapped max diff {diff:e} (max {scale:e})");
+        assert!(diff <= 1e-4 * scale, "{ty}: max diff {diff:e} vs max {scale:e}");
+    }
+}
+
+/// Fill-mask scores all masks of all inputs in shared decoder passes (32 rows each):
+/// 40 inputs with 1-2 masks each give exactly what each input gets alone.
+#[test]
+fn fill_mask_many_inputs_equal_one_by_one() {
+    let model = xlmr::Model::load(converted(&tiny(), GgmlType::Q8_0)).unwrap();
+    let texts: Vec<String> = (0..40)
+        .map(|i| if i % 3 == 0 { format!("Satz {i} mit <mask> und <mask>.") } else { format!("Sentence number {i} has a <mask> in it.") })
+        .collect();
+    let together = model.fill_mask(&texts, 3, false).unwrap();
+    for (i, text) in texts.iter().enumerate() {
+        let alone = model.fill_mask(&[text], 3, false).unwrap();
+        assert_eq!(together[i], alone[0], "input {i}");
+    }
+}

@@ -1,7 +1,7 @@
 //! Kernel tests: every ISA level this CPU supports against the scalar reference, and the
 //! scalar reference against f64 math. Each check states its error measure and bound.
 
-use xlmr::kernels::{self, at_level, ActFormat, Isa, MatmulScratch, QMatrix, QuantActs};
+use xlmr::kernels::{self, at_level, ActFormat, Epilogue, Isa, MatmulScratch, PackedMatrix, QMatrix, QuantActs, PANEL_ROWS};
 use xlmr::quant::{dequantize, quantize_row, GgmlType};
 
 /// Small deterministic generator (xorshift64*), so failures reproduce.
@@ -460,4 +460,139 @@ fn isa_levels_parse_and_refuse_unsupported() {
     assert!(kernels::set_isa(unsupported).is_err(), "{unsupported} must be refused on this CPU");
     assert!(kernels::set_isa(Isa::best()).is_ok());
     assert_eq!(kernels::isa(), Isa::best());
+}
+
+/// Runs the packed GEMM at `level` into `parts` outputs prefilled with `prefill`.
+#[allow(clippy::too_many_arguments)]
+fn run_gemm(level: Isa, p: &PackedMatrix, x: &[f32], bias: Option<&[f32]>, t: usize, parts: usize, epilogue: Epilogue, prefill: &[f32]) -> Vec<f32> {
+    let part_rows = p.rows / parts;
+    let mut outs: Vec<Vec<f32>> = prefill.chunks(t * part_rows).map(|c| c.to_vec()).collect();
+    let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+    kernels::gemm_at_level(level, p, x, t, bias, &mut views, epilogue, &mut MatmulScratch::new());
+    outs.concat()
+}
+
+/// `parts` outputs of `[t, rows / parts]` laid out as one `[t, rows]` matrix.
+fn join_parts(y: &[f32], t: usize, rows: usize, parts: usize) -> Vec<f32> {
+    let pr = rows / parts;
+    let mut out = vec![0.0; t * rows];
+    for p in 0..parts {
+        for tok in 0..t {
+            out[tok * rows + p * pr..tok * rows + (p + 1) * pr].copy_from_slice(&y[p * t * pr + tok * pr..p * t * pr + (tok + 1) * pr]);
+        }
+    }
+    out
+}
+
+/// The packing itself: the scalar reference on packed panels equals the scalar kernel on
+/// the GGUF blocks bit for bit (same integer sums, same f32 operations in the same
+/// order), on full-range random bytes and row counts that leave padded panels.
+#[test]
+fn packed_reference_equals_unpacked_scalar_exactly() {
+    let mut rng = Rng::new(7);
+    for ty in QUANT_TYPES {
+        for &cols in SHAPES_COLS.iter().filter(|&&c| c % ty.block_size() == 0) {
+            for rows in [1, 16, 37] {
+                let w = Weights::raw_random(ty, rows, cols, &mut rng);
+                let p = PackedMatrix::pack(&[&w.matrix()]).expect("packable").expect("memory");
+                assert_eq!(p.panels() % 2, 0);
+                let t = 3;
+                let x = rng.vec(t * cols, 3.0);
+                let want = run_matmul(Isa::Scalar, &w.matrix(), &x, None, t);
+                let mut acts = QuantActs::default();
+                kernels::quantize_acts(Isa::Scalar, ActFormat::for_weights(ty).unwrap(), &x, t, cols, &mut acts);
+                for tok in 0..t {
+                    for panel in 0..rows.div_ceil(PANEL_ROWS) {
+                        let dots = kernels::packed::panel_dots_ref(&p, panel, &acts, tok);
+                        for (i, &d) in dots.iter().enumerate() {
+                            let r = panel * PANEL_ROWS + i;
+                            if r < rows {
+                                assert_eq!(d.to_bits(), want[tok * rows + r].to_bits(), "{ty} rows={rows} cols={cols} row {r} tok {tok}");
+                            } else {
+                                assert_eq!(d, 0.0, "{ty}: padding row {r} must give 0");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The packed GEMM at every level (SIMD microkernels, column chunks, token blocks of
+/// every remainder) vs the scalar kernel on the GGUF blocks. Integer block sums are
+/// exact; f32 summation order differs (per chunk of 512 columns, and Q4_K scales its
+/// sub-blocks in f32), bound: max |diff| <= 2e-6 x max |y|. Outputs are NaN-prefilled,
+/// split over 1 or 3 parts (fused Q/K/V), with bias.
+#[test]
+fn packed_gemm_matches_scalar_on_awkward_shapes() {
+    let mut rng = Rng::new(8);
+    for ty in QUANT_TYPES {
+        for &cols in SHAPES_COLS.iter().filter(|&&c| c % ty.block_size() == 0) {
+            for (rows, parts) in [(1, 1), (33, 1), (48, 3), (96, 3)] {
+                let w = Weights::raw_random(ty, rows, cols, &mut rng);
+                let p = PackedMatrix::pack(&[&w.matrix()]).expect("packable").expect("memory");
+                let bias = rng.vec(rows, 0.5);
+                for t in [1, 2, 5, 7, 13, 17] {
+                    let mut x = rng.vec(t * cols, 3.0);
+                    for (i, v) in x.iter_mut().enumerate().filter(|(i, _)| i % 7 == 0) {
+                        *v = if i % 2 == 0 { 3.0 } else { -3.0 };
+                    }
+                    let want = run_matmul(Isa::Scalar, &w.matrix(), &x, Some(&bias), t);
+                    for level in Isa::supported() {
+                        let got = run_gemm(level, &p, &x, Some(&bias), t, parts, Epilogue::Store, &vec![f32::NAN; t * rows]);
+                        assert!(got.iter().all(|v| v.is_finite()), "{ty} {level}: NaN left in the output");
+                        let e = max_rel_diff(&join_parts(&got, t, rows, parts), &want);
+                        assert!(e <= 2e-6, "{ty} {level} rows={rows} parts={parts} cols={cols} t={t}: rel diff {e:.2e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Epilogues: Accumulate adds to what is there; Gelu equals GELU of Store (same level).
+#[test]
+fn packed_gemm_epilogues() {
+    let mut rng = Rng::new(9);
+    let (rows, cols, t) = (64, 512, 9);
+    for ty in QUANT_TYPES {
+        let w = Weights::quantized(ty, &rng.vec(rows * cols, 1.0), rows, cols);
+        let p = PackedMatrix::pack(&[&w.matrix()]).unwrap().unwrap();
+        let x = rng.vec(t * cols, 1.0);
+        let bias = rng.vec(rows, 1.0);
+        for level in Isa::supported() {
+            let plain = run_gemm(level, &p, &x, Some(&bias), t, 1, Epilogue::Store, &vec![f32::NAN; t * rows]);
+            let start = rng.vec(t * rows, 10.0);
+            let acc = run_gemm(level, &p, &x, Some(&bias), t, 1, Epilogue::Accumulate, &start);
+            for i in 0..t * rows {
+                assert!((acc[i] - (start[i] + plain[i])).abs() <= 1e-5 * (1.0 + start[i].abs()), "{ty} {level} accumulate {i}");
+            }
+            let gelu = run_gemm(level, &p, &x, Some(&bias), t, 1, Epilogue::Gelu, &vec![f32::NAN; t * rows]);
+            let mut want = plain.clone();
+            at_level::gelu_erf(level, &mut want);
+            assert_eq!(gelu, want, "{ty} {level} gelu");
+        }
+    }
+}
+
+/// Q, K and V packed into one matrix give the three separate products.
+#[test]
+fn packed_concat_equals_separate_matrices() {
+    let mut rng = Rng::new(10);
+    let (rows, cols, t) = (32, 256, 5);
+    for ty in QUANT_TYPES {
+        let ws: Vec<Weights> = (0..3).map(|_| Weights::raw_random(ty, rows, cols, &mut rng)).collect();
+        let mats: Vec<QMatrix> = ws.iter().map(|w| w.matrix()).collect();
+        let refs: Vec<&QMatrix> = mats.iter().collect();
+        let fused = PackedMatrix::pack(&refs).unwrap().unwrap();
+        let x = rng.vec(t * cols, 2.0);
+        let level = Isa::best();
+        let got = run_gemm(level, &fused, &x, None, t, 3, Epilogue::Store, &vec![f32::NAN; 3 * t * rows]);
+        for (i, m) in mats.iter().enumerate() {
+            let one = PackedMatrix::pack(&[m]).unwrap().unwrap();
+            let want = run_gemm(level, &one, &x, None, t, 1, Epilogue::Store, &vec![f32::NAN; t * rows]);
+            assert_eq!(&got[i * t * rows..(i + 1) * t * rows], &want[..], "{ty} part {i}");
+        }
+    }
 }

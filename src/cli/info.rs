@@ -34,7 +34,7 @@ pub fn run(args: Args) -> xlmr::Result<()> {
             .map(|t| serde_json::json!({"name": t.name, "type": t.ty.name(), "shape": t.shape(), "bytes": t.size}))
             .collect();
         let json = serde_json::json!({
-            "file": args.file, "version": f.version, "file_bytes": f.file_size(), "metadata": meta,
+            "file": args.file.to_string_lossy(), "version": f.version, "file_bytes": f.file_size(), "metadata": meta,
             "tensors": tensors, "parameters": params, "tensor_bytes": bytes,
         });
         let mut json = json;
@@ -43,7 +43,7 @@ pub fn run(args: Args) -> xlmr::Result<()> {
                 "kind": head.kind.name(), "labels": head.labels, "problem_type": head.problem_type.map(|p| p.name()),
             });
         }
-        super::emit(&format!("{json}\n"));
+        super::emit(&format!("{json}\n"))?;
         return Ok(());
     }
     let mut out = String::new();
@@ -77,9 +77,9 @@ pub fn run(args: Args) -> xlmr::Result<()> {
         f.tensors.len(),
         bytes as f64 / (1 << 20) as f64,
         params as f64 / 1e9,
-        bytes as f64 * 8.0 / params as f64,
+        bytes as f64 * 8.0 / params.max(1) as f64,
         f.file_size() as f64 / (1 << 20) as f64
     ).unwrap();
-    super::emit(&out);
+    super::emit(&out)?;
     Ok(())
 }

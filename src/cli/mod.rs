@@ -1,9 +1,10 @@
-//! The `xlmr` command line: convert, info, run, bench.
+//! The `xlmr` command line: convert, info, run, bench, serve.
 
 mod bench;
 mod convert;
 mod info;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -24,14 +25,28 @@ enum Command {
     Run(run::Args),
     /// Measure speed and memory on synthetic inputs (like llama-bench)
     Bench(bench::Args),
+    /// Serve the model over HTTP (text-embeddings-inference and OpenAI embeddings APIs)
+    Serve(serve::Args),
 }
 
 /// Runs the CLI; returns the process exit code. Errors are printed as one line.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help, --version, or a usage error: clap prints it (stdout or stderr).
+        Err(e) => {
+            return match e.print() {
+                Err(io) if io.kind() != std::io::ErrorKind::BrokenPipe => {
+                    error_line(&format!("cannot write the usage text: {io}"));
+                    1
+                }
+                _ => e.exit_code(),
+            };
+        }
+    };
     // XLMR_ISA=scalar|avx2|avx512|avx512vnni|neon forces a kernel level; a bad value is an error.
     if let Err(e) = xlmr::kernels::init_isa_from_env() {
-        eprintln!("xlmr: error: {e}");
+        error_line(&e.to_string());
         return 1;
     }
     let result = match cli.command {
@@ -39,20 +54,31 @@ pub fn main() -> i32 {
         Command::Info(args) => info::run(args),
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => 0,
         Err(e) => {
-            // One line, whatever the message contains.
-            eprintln!("xlmr: error: {}", e.to_string().replace('\n', " "));
+            error_line(&e.to_string());
             1
         }
     }
 }
 
-/// Writes `text` to stdout; a closed pipe (`xlmr info f | head`) is not an error.
-pub(crate) fn emit(text: &str) {
+/// Prints `xlmr: error: <message>` on one line, whatever the message contains. Unlike
+/// `eprintln!`, a stderr that cannot be written (`2> /dev/full`) is not a panic.
+fn error_line(message: &str) {
     use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "xlmr: error: {}", message.replace('\n', " "));
+}
+
+/// Writes `text` to stdout. A closed pipe (`xlmr info f | head`) is not an error; any other
+/// write error (a full disk, `> /dev/full`) is, so that no output is lost silently.
+pub(crate) fn emit(text: &str) -> xlmr::Result<()> {
+    use std::io::{ErrorKind, Write};
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
+    match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(xlmr::Error::io("<stdout>", e)),
+        _ => Ok(()),
+    }
 }

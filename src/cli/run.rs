@@ -163,7 +163,7 @@ pub fn run(args: Args) -> Result<()> {
             };
             let res = model.fill_mask(&inputs, top_k, args.truncate)?;
             if args.json {
-                super::emit(&format!("{}\n", serde_json::to_string(&res).expect("serializable")));
+                super::emit(&format!("{}\n", serde_json::to_string(&res).expect("serializable")))?;
             } else {
                 let mut out = String::new();
                 for (i, (text, masks)) in inputs.iter().zip(&res).enumerate() {
@@ -175,7 +175,7 @@ pub fn run(args: Args) -> Result<()> {
                         }
                     }
                 }
-                super::emit(&out);
+                super::emit(&out)?;
             }
             Ok(())
         }
@@ -191,7 +191,7 @@ pub fn run(args: Args) -> Result<()> {
                     .iter()
                     .map(|v| if pooling == Pooling::None { serde_json::json!(v) } else { serde_json::json!(v[0]) })
                     .collect();
-                super::emit(&format!("{}\n", serde_json::Value::Array(vectors)));
+                super::emit(&format!("{}\n", serde_json::Value::Array(vectors)))?;
             } else {
                 let mut out = String::new();
                 for (i, (text, vecs)) in inputs.iter().zip(&res).enumerate() {
@@ -201,14 +201,14 @@ pub fn run(args: Args) -> Result<()> {
                         writeln!(out, "  {label}: {}", preview(v)).unwrap();
                     }
                 }
-                super::emit(&out);
+                super::emit(&out)?;
             }
             Ok(())
         }
         Task::HiddenStates => {
             let res = model.hidden_states(&inputs, args.layers.as_deref(), args.truncate)?;
             if args.json {
-                super::emit(&format!("{}\n", serde_json::to_string(&res).expect("serializable")));
+                super::emit(&format!("{}\n", serde_json::to_string(&res).expect("serializable")))?;
             } else {
                 let all: Vec<usize> = (0..=model.config.layers).collect();
                 let names = args.layers.clone().unwrap_or(all);
@@ -219,7 +219,7 @@ pub fn run(args: Args) -> Result<()> {
                         writeln!(out, "  hidden_states[{l}]: {} tokens x {}; token 0 {}", tokens.len(), model.config.hidden, preview(&tokens[0])).unwrap();
                     }
                 }
-                super::emit(&out);
+                super::emit(&out)?;
             }
             Ok(())
         }

@@ -77,6 +77,24 @@ impl HfConfig {
         if config.num_hidden_layers == 0 || config.intermediate_size == 0 || config.vocab_size == 0 {
             return bad("num_hidden_layers, intermediate_size and vocab_size must be positive".into());
         }
+        // Every count and id is written as a u32 and used in arithmetic at run time.
+        for (name, v) in [
+            ("hidden_size", config.hidden_size),
+            ("num_hidden_layers", config.num_hidden_layers),
+            ("num_attention_heads", config.num_attention_heads),
+            ("intermediate_size", config.intermediate_size),
+            ("vocab_size", config.vocab_size),
+            ("max_position_embeddings", config.max_position_embeddings),
+            ("type_vocab_size", config.type_vocab_size),
+            ("pad_token_id", config.pad_token_id),
+        ] {
+            if u32::try_from(v).is_err() {
+                return bad(format!("{name} {v} is too large (at most {})", u32::MAX));
+            }
+        }
+        if config.pad_token_id >= config.vocab_size {
+            return bad(format!("pad_token_id {} is outside vocab_size {}", config.pad_token_id, config.vocab_size));
+        }
         if config.max_position_embeddings <= config.pad_token_id + 1 || config.type_vocab_size == 0 {
             return bad(format!(
                 "max_position_embeddings {} leaves no positions after pad_token_id {}",

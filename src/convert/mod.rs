@@ -59,8 +59,14 @@ pub fn load_tokenizer_json(dir: &Path) -> Result<String> {
     let mut json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::format(&from, format!("invalid tokenizer JSON: {e}")))?;
     as_transformers5_builds_it(&mut json);
+    // As Tokenizer::from_json does at load (see clear_length_settings): never carry them.
+    for setting in ["truncation", "padding"] {
+        if let Some(obj) = json.as_object_mut() {
+            obj.insert(setting.into(), serde_json::Value::Null);
+        }
+    }
     let text = json.to_string();
-    text.parse::<tokenizers::Tokenizer>().map_err(|e| Error::format(&from, format!("invalid tokenizer: {e}")))?;
+    crate::tokenizer::parse_json(&text).map_err(|e| Error::format(&from, format!("invalid tokenizer: {e}")))?;
     Ok(text)
 }
 
@@ -102,11 +108,12 @@ fn file_type(ty: GgmlType) -> u32 {
 }
 
 fn metadata(w: &mut GgufWriter, config: &HfConfig, ty: GgmlType, tokenizer_json: String, dir: &Path) -> Result<()> {
-    let tok: tokenizers::Tokenizer = tokenizer_json.parse().map_err(|e| Error::Tokenizer(format!("{e}")))?;
+    let tok = crate::tokenizer::parse_json(&tokenizer_json).map_err(Error::Tokenizer)?;
     let name = config.name_or_path.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
         dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "xlm-roberta-xl".into())
     });
-    let u32v = |v: usize| Value::U32(v as u32);
+    // HfConfig::load checked that every count and id fits in u32.
+    let u32v = |v: usize| Value::U32(u32::try_from(v).expect("checked by HfConfig::load"));
     w.add(keys::GENERAL_ARCHITECTURE, Value::String(keys::ARCH.into()));
     w.add(keys::GENERAL_NAME, Value::String(name));
     w.add(keys::GENERAL_ALIGNMENT, Value::U32(crate::gguf::DEFAULT_ALIGNMENT as u32));
@@ -137,7 +144,11 @@ fn metadata(w: &mut GgufWriter, config: &HfConfig, ty: GgmlType, tokenizer_json:
     for (key, token) in
         [(keys::BOS_ID, "<s>"), (keys::EOS_ID, "</s>"), (keys::UNK_ID, "<unk>"), (keys::PAD_ID, "<pad>"), (keys::MASK_ID, "<mask>")]
     {
-        w.add(key, Value::U32(special_id(&tok, token, &tpath)?));
+        let id = special_id(&tok, token, &tpath)?;
+        if id as usize >= config.vocab_size {
+            return Err(Error::format(&tpath, format!("`{token}` has id {id}, outside vocab_size {}", config.vocab_size)));
+        }
+        w.add(key, Value::U32(id));
     }
     w.add(keys::TOKENIZER_HF_JSON, Value::String(tokenizer_json));
     Ok(())

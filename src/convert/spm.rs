@@ -21,7 +21,6 @@
 use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::str::FromStr;
 
 /// `SentencePiece.Type` from sentencepiece_model.proto.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,7 +324,7 @@ pub fn tokenizer_json_from_spm(path: &Path) -> Result<String> {
     let model = SpmModel::read(path)?;
     let json = tokenizer_json_value(&model).map_err(|msg| Error::format(path, msg))?.to_string();
     // Loading it here turns a charsmap the tokenizers crate rejects into a conversion error.
-    tokenizers::Tokenizer::from_str(&json)
+    crate::tokenizer::parse_json(&json)
         .map_err(|e| Error::format(path, format!("built tokenizer.json does not load: {e}")))?;
     Ok(json)
 }

@@ -11,7 +11,7 @@ mod read;
 mod value;
 mod write;
 
-pub use read::{GgufFile, TensorInfo};
+pub use read::{GgufFile, TensorInfo, MAX_HEADER_MEMORY};
 pub use value::{Value, ValueType};
 pub use write::GgufWriter;
 

@@ -1,6 +1,11 @@
 //! Strict GGUF reader. Nothing in the file is trusted: every length is checked against
 //! the bytes that remain, every size is computed with checked arithmetic, and tensor
 //! regions must lie inside the file, aligned and without overlap.
+//!
+//! Memory: nothing is reserved from a count the file claims. The decoded header (metadata
+//! values, strings, the tensor table and both indexes) is charged at its in-memory size
+//! against [`MAX_HEADER_MEMORY`]; a header that would need more is refused with an error.
+//! Tensor data stays in the memory map.
 
 use super::value::{Value, ValueType};
 use super::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS};
@@ -8,7 +13,16 @@ use crate::error::{Error, Result};
 use crate::quant::GgmlType;
 use memmap2::Mmap;
 use std::collections::HashMap;
+use std::mem::size_of;
 use std::path::{Path, PathBuf};
+
+/// Most memory the decoded header of one file may take (values at their in-memory size,
+/// strings, tensor table, indexes). XLM-R-XL's header, with its whole tokenizer.json (about
+/// 17 MB), needs about a third of it.
+pub const MAX_HEADER_MEMORY: usize = 64 << 20;
+
+/// Bookkeeping per indexed entry (hash map slot, key copy header), on top of the key bytes.
+const INDEX_ENTRY_COST: usize = 64;
 
 /// One tensor's header entry, validated.
 #[derive(Clone, Debug)]
@@ -51,6 +65,8 @@ pub struct GgufFile {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Bytes of decoded header memory still allowed (see [`MAX_HEADER_MEMORY`]).
+    budget: usize,
 }
 
 impl<'a> Cursor<'a> {
@@ -68,6 +84,19 @@ impl<'a> Cursor<'a> {
     fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
+    /// Accounts for `bytes` of decoded memory before they are allocated.
+    fn charge(&mut self, bytes: usize, what: &str) -> std::result::Result<(), String> {
+        match self.budget.checked_sub(bytes) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => Err(format!(
+                "{what}: the header needs more than the {} MiB of memory allowed for GGUF metadata",
+                MAX_HEADER_MEMORY >> 20
+            )),
+        }
+    }
     fn u32(&mut self, what: &str) -> std::result::Result<u32, String> {
         Ok(u32::from_le_bytes(self.take(4, what)?.try_into().unwrap()))
     }
@@ -84,6 +113,7 @@ impl<'a> Cursor<'a> {
         if n > self.remaining() {
             return Err(format!("{what}: string length {n} runs past the end of the file"));
         }
+        self.charge(n, what)?;
         let bytes = self.take(n, what)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what}: string is not valid UTF-8"))
     }
@@ -117,6 +147,8 @@ impl<'a> Cursor<'a> {
                 if n.checked_mul(elem.min_size()).is_none_or(|b| b > self.remaining()) {
                     return Err(format!("{what}: array of {n} elements runs past the end of the file"));
                 }
+                // Charged at the in-memory size, so the exact reservation below is bounded.
+                self.charge(n.saturating_mul(size_of::<Value>()), what)?;
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(self.value(elem, what)?);
@@ -140,7 +172,7 @@ impl GgufFile {
 
     fn parse(path: &Path, map: Mmap) -> Result<Self> {
         let bad = |msg: String| Error::format(path, msg);
-        let mut c = Cursor { buf: &map[..], pos: 0 };
+        let mut c = Cursor { buf: &map[..], pos: 0, budget: MAX_HEADER_MEMORY };
         let magic = c.take(4, "magic").map_err(|_| bad("not a GGUF file (shorter than 4 bytes)".into()))?;
         if magic != MAGIC {
             return Err(bad("not a GGUF file (bad magic)".into()));
@@ -156,10 +188,12 @@ impl GgufFile {
             return Err(bad(format!("header claims {n_kv} metadata entries and {n_tensors} tensors, more than the file can hold")));
         }
 
-        let mut metadata = Vec::with_capacity(n_kv);
+        // No reservation from the counts: entries are charged one by one as they are read.
+        let mut metadata = Vec::new();
         let mut index = HashMap::new();
         for i in 0..n_kv {
             let key = c.string(&format!("metadata key #{i}")).map_err(bad)?;
+            c.charge(size_of::<(String, Value)>() + INDEX_ENTRY_COST + key.len(), &key).map_err(bad)?;
             let id = c.u32(&key).map_err(bad)?;
             let ty = ValueType::from_id(id).ok_or_else(|| bad(format!("metadata `{key}`: unknown value type {id}")))?;
             let value = c.value(ty, &format!("metadata `{key}`")).map_err(bad)?;
@@ -176,7 +210,7 @@ impl GgufFile {
             Some(v) => return Err(bad(format!("general.alignment has type {:?}, expected U32", v.value_type()))),
         };
 
-        let mut tensors = Vec::with_capacity(n_tensors);
+        let mut tensors = Vec::new();
         let mut tensor_index = HashMap::new();
         for i in 0..n_tensors {
             let name = c.string(&format!("tensor name #{i}")).map_err(bad)?;
@@ -184,6 +218,8 @@ impl GgufFile {
             if n_dims == 0 || n_dims > MAX_DIMS {
                 return Err(bad(format!("tensor `{name}` has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")));
             }
+            let cost = size_of::<TensorInfo>() + n_dims * size_of::<usize>() + INDEX_ENTRY_COST + name.len();
+            c.charge(cost, &name).map_err(bad)?;
             let mut dims = Vec::with_capacity(n_dims);
             for _ in 0..n_dims {
                 let d = c.len(&name).map_err(bad)?;
@@ -287,5 +323,34 @@ impl GgufFile {
     /// Total bytes of the file.
     pub fn file_size(&self) -> usize {
         self.map.len()
+    }
+
+    /// Maps a tensor's pages in one system call (MADV_POPULATE_READ) before it is read
+    /// whole, instead of one page fault per few pages; a hint, errors are ignored.
+    pub fn populate(&self, t: &TensorInfo) {
+        const PAGE: usize = 4096;
+        let start = (self.data_offset + t.offset) / PAGE * PAGE;
+        let end = self.data_offset + t.offset + t.size;
+        #[cfg(target_os = "linux")]
+        let _ = self.map.advise_range(memmap2::Advice::PopulateRead, start, end - start);
+        #[cfg(not(target_os = "linux"))]
+        let _ = (start, end);
+    }
+
+    /// Drops this process's pages of a tensor that has been copied elsewhere (packed
+    /// weights), so they stop counting in its RSS; a later read faults them back in from
+    /// the file. Only whole pages inside the tensor are released; errors are ignored
+    /// (the pages then simply stay).
+    pub fn release_pages(&self, t: &TensorInfo) {
+        const PAGE: usize = 4096;
+        let start = (self.data_offset + t.offset).next_multiple_of(PAGE);
+        let end = (self.data_offset + t.offset + t.size) / PAGE * PAGE;
+        if end > start {
+            #[cfg(unix)]
+            // Safety: the mapping is a read-only private map of a file and is never
+            // written, so MADV_DONTNEED only discards clean pages that the kernel reloads
+            // from the file, unchanged, on the next access: no reader can observe it.
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
     }
 }

@@ -47,7 +47,7 @@ pub fn attention_at_level(
         return attention_reference(q, k, v, key_mask, t, heads, head_dim, out);
     }
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let dp = head_dim.next_multiple_of(LANES);
+    let dp = head_dim.next_multiple_of(KV * LANES);
     let out_ptr = SharedOut(out.as_mut_ptr());
     (0..heads).into_par_iter().for_each(|h| {
         HEAD_SCRATCH.with(|cell| {
@@ -69,18 +69,30 @@ pub fn attention_at_level(
 const LANES: usize = 16;
 /// Queries per block.
 const QB: usize = 8;
+/// Key (or value-column) vectors per block: QB x KV accumulators of LANES lanes.
+const KV: usize = 2;
+/// Columns per block of the blocked products.
+const BW: usize = KV * LANES;
+const _: () = assert!(KV == 2, "rank1_block_avx512 holds two vectors per query");
 
 /// One head's operands, laid out for the blocked kernel and reused across calls.
 #[derive(Default)]
 struct HeadScratch {
     /// Scaled queries `[t, d]`.
     q: Vec<f32>,
-    /// Keys transposed, `[d, tp]`, zero beyond t.
+    /// Keys transposed in blocks of `KV * LANES` keys, `[tp / 32][d][32]`, zero beyond t:
+    /// each block's `d` rows are contiguous (rows `tp` apart would fall into a few L1
+    /// sets and evict each other).
     kt: Vec<f32>,
-    /// Values `[t, dp]`, zero beyond d.
+    /// Values in blocks of 32 columns, `[dp / 32][t][32]`, zero beyond d.
     v: Vec<f32>,
-    /// Scores of one query block, `[QB, tp]`.
+    /// One query block's queries transposed, `[d, QB]`: the `QB` values broadcast at
+    /// each step sit together, addressed from one pointer.
+    qt: Vec<f32>,
+    /// Scores of one query block, `[QB, tp]` (rows for the softmax).
     scores: Vec<f32>,
+    /// The same probabilities transposed, `[tp, QB]`, for the weighted sum of values.
+    pt: Vec<f32>,
     /// Outputs `[t, dp]`.
     out: Vec<f32>,
 }
@@ -89,7 +101,7 @@ impl HeadScratch {
     // q, k, v: [t, hd], head columns col0..col0+d
     #[allow(clippy::too_many_arguments)]
     fn prepare(&mut self, q: &[f32], k: &[f32], v: &[f32], t: usize, hd: usize, col0: usize, d: usize, scale: f32) {
-        let (tp, dp) = (t.next_multiple_of(LANES), d.next_multiple_of(LANES));
+        let (tp, dp) = (t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
         let fill = |buf: &mut Vec<f32>, n: usize| {
             buf.clear();
             buf.resize(n, 0.0);
@@ -97,15 +109,17 @@ impl HeadScratch {
         fill(&mut self.q, t * d);
         fill(&mut self.kt, d * tp);
         fill(&mut self.v, t * dp);
+        fill(&mut self.qt, d * QB);
         fill(&mut self.scores, QB * tp);
+        fill(&mut self.pt, tp * QB);
         fill(&mut self.out, t * dp);
         for s in 0..t {
             let row = s * hd + col0;
             for c in 0..d {
                 self.q[s * d + c] = q[row + c] * scale;
-                self.kt[c * tp + s] = k[row + c];
+                self.kt[(s / BW) * d * BW + c * BW + s % BW] = k[row + c];
+                self.v[(c / BW) * t * BW + s * BW + c % BW] = v[row + c];
             }
-            self.v[s * dp..s * dp + d].copy_from_slice(&v[row..row + d]);
         }
     }
 }
@@ -120,11 +134,15 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
     {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
         unsafe fn avx512(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
-            blocked_head(hs, mask, t, d)
+            // Safety: this function's features include AVX-512F; blocked_head passes
+            // operands of the promised sizes.
+            blocked_head(hs, mask, t, d, |a, b, s, n| unsafe { rank1_block_avx512(a, b, s, n) }, |sc, tp, t, pt| unsafe { transpose_probs_avx(sc, tp, t, pt) })
         }
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
-            blocked_head(hs, mask, t, d)
+            // Safety: this function's features include AVX2 and FMA; blocked_head
+            // passes operands of the promised sizes.
+            blocked_head(hs, mask, t, d, |a, b, s, n| unsafe { rank1_block_avx2(a, b, s, n) }, |sc, tp, t, pt| unsafe { transpose_probs_avx(sc, tp, t, pt) })
         }
         if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && super::x86_avx512::Avx512::new().is_some() {
             // Safety: the token check proves the CPU has these features.
@@ -137,35 +155,169 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
     }
     let _ = level;
     // aarch64: NEON and FMA are part of the baseline target.
-    blocked_head(hs, mask, t, d)
+    blocked_head(hs, mask, t, d, rank1_block, transpose_probs)
+}
+
+/// `acc[j][v] += a[j] * b[v]` over `n` steps: `a` advances by `QB` values, `b` by
+/// `b_stride` (the rank-1 update at the heart of both attention products), for a block
+/// of `KV * LANES` columns of `b`. Portable version: one vector of columns at a time,
+/// QB independent FMA chains (the shape compilers keep in registers).
+// a: [n, QB], b: [n, b_stride] (KV x LANES used) -> acc: [QB, KV x LANES]
+#[inline(always)]
+fn rank1_block(a: &[f32], b: &[f32], b_stride: usize, n: usize) -> [[f32; KV * LANES]; QB] {
+    let mut out = [[0.0f32; KV * LANES]; QB];
+    for kv in 0..KV {
+        let mut acc = [[0.0f32; LANES]; QB];
+        for i in 0..n {
+            let aj: &[f32; QB] = a[i * QB..i * QB + QB].try_into().expect("QB");
+            let o = i * b_stride + kv * LANES;
+            let bv: &[f32; LANES] = b[o..o + LANES].try_into().expect("LANES");
+            for j in 0..QB {
+                for l in 0..LANES {
+                    acc[j][l] = aj[j].mul_add(bv[l], acc[j][l]);
+                }
+            }
+        }
+        for j in 0..QB {
+            out[j][kv * LANES..(kv + 1) * LANES].copy_from_slice(&acc[j]);
+        }
+    }
+    out
+}
+
+/// [`rank1_block`] with AVX-512: 2 x 8 accumulators in zmm registers, so each step
+/// loads 2 vectors and broadcasts 8 scalars for 16 FMAs.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `a` must hold `n * QB` values and `b` rows `0..n` of
+/// `b_stride` values with at least `KV * LANES` in each.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn rank1_block_avx512(a: &[f32], b: &[f32], b_stride: usize, n: usize) -> [[f32; KV * LANES]; QB] {
+    use std::arch::x86_64::*;
+    assert!(a.len() >= n * QB && (n == 0 || b.len() >= (n - 1) * b_stride + KV * LANES), "rank1_block: short operands");
+    let mut acc = [[_mm512_setzero_ps(); KV]; QB];
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    for i in 0..n {
+        let b0 = _mm512_loadu_ps(bp.add(i * b_stride));
+        let b1 = _mm512_loadu_ps(bp.add(i * b_stride + LANES));
+        for (j, accj) in acc.iter_mut().enumerate() {
+            let x = _mm512_set1_ps(*ap.add(i * QB + j));
+            accj[0] = _mm512_fmadd_ps(x, b0, accj[0]);
+            accj[1] = _mm512_fmadd_ps(x, b1, accj[1]);
+        }
+    }
+    let mut out = [[0.0f32; KV * LANES]; QB];
+    for j in 0..QB {
+        _mm512_storeu_ps(out[j].as_mut_ptr(), acc[j][0]);
+        _mm512_storeu_ps(out[j].as_mut_ptr().add(LANES), acc[j][1]);
+    }
+    out
+}
+
+/// [`rank1_block`] with AVX2: the 32 columns in 4 passes of 8, each with 8 query
+/// accumulators (16 ymm registers hold 8 sums, a column vector and a broadcast).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; operand sizes as for [`rank1_block_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rank1_block_avx2(a: &[f32], b: &[f32], b_stride: usize, n: usize) -> [[f32; KV * LANES]; QB] {
+    use std::arch::x86_64::*;
+    assert!(a.len() >= n * QB && (n == 0 || b.len() >= (n - 1) * b_stride + KV * LANES), "rank1_block: short operands");
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let mut out = [[0.0f32; KV * LANES]; QB];
+    for c0 in (0..KV * LANES).step_by(8) {
+        let mut acc = [_mm256_setzero_ps(); QB];
+        for i in 0..n {
+            let bv = _mm256_loadu_ps(bp.add(i * b_stride + c0));
+            for (j, accj) in acc.iter_mut().enumerate() {
+                *accj = _mm256_fmadd_ps(_mm256_set1_ps(*ap.add(i * QB + j)), bv, *accj);
+            }
+        }
+        for (j, accj) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out[j].as_mut_ptr().add(c0), *accj);
+        }
+    }
+    out
+}
+
+/// `pt[s, j] = scores[j, s]` for the block's `QB` rows and `s < t`.
+// scores: [QB, tp] -> pt: [tp, QB]
+fn transpose_probs(scores: &[f32], tp: usize, t: usize, pt: &mut [f32]) {
+    for j in 0..QB {
+        for s in 0..t {
+            pt[s * QB + j] = scores[j * tp + s];
+        }
+    }
+}
+
+/// [`transpose_probs`] in 8 x 8 tiles held in AVX registers (the scalar scatter cost
+/// as much as the softmax). Columns up to `t` rounded up to 8 are moved (all inside
+/// `tp`); rows of `pt` past `t` are never read.
+///
+/// # Safety
+/// The CPU must have AVX; `scores` holds `QB x tp` values, `pt` `tp x QB`, `t <= tp`,
+/// and `tp` is a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_probs_avx(scores: &[f32], tp: usize, t: usize, pt: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const _: () = assert!(QB == 8, "8 x 8 tiles");
+    assert!(scores.len() >= QB * tp && pt.len() >= tp * QB && t <= tp && tp % 8 == 0, "transpose_probs: bad sizes");
+    let (src, dst) = (scores.as_ptr(), pt.as_mut_ptr());
+    for s0 in (0..t).step_by(8) {
+        let r: [__m256; 8] = std::array::from_fn(|j| _mm256_loadu_ps(src.add(j * tp + s0)));
+        let t0 = [_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1]), _mm256_unpacklo_ps(r[2], r[3]), _mm256_unpackhi_ps(r[2], r[3])];
+        let t1 = [_mm256_unpacklo_ps(r[4], r[5]), _mm256_unpackhi_ps(r[4], r[5]), _mm256_unpacklo_ps(r[6], r[7]), _mm256_unpackhi_ps(r[6], r[7])];
+        let u0 = [
+            _mm256_shuffle_ps::<0x44>(t0[0], t0[2]),
+            _mm256_shuffle_ps::<0xEE>(t0[0], t0[2]),
+            _mm256_shuffle_ps::<0x44>(t0[1], t0[3]),
+            _mm256_shuffle_ps::<0xEE>(t0[1], t0[3]),
+        ];
+        let u1 = [
+            _mm256_shuffle_ps::<0x44>(t1[0], t1[2]),
+            _mm256_shuffle_ps::<0xEE>(t1[0], t1[2]),
+            _mm256_shuffle_ps::<0x44>(t1[1], t1[3]),
+            _mm256_shuffle_ps::<0xEE>(t1[1], t1[3]),
+        ];
+        for i in 0..4 {
+            _mm256_storeu_ps(dst.add((s0 + i) * QB), _mm256_permute2f128_ps::<0x20>(u0[i], u1[i]));
+            _mm256_storeu_ps(dst.add((s0 + 4 + i) * QB), _mm256_permute2f128_ps::<0x31>(u0[i], u1[i]));
+        }
+    }
 }
 
 /// softmax(q kᵀ + mask) v for one head, `QB` queries at a time. Written with fixed-size
 /// lane arrays so that it vectorizes under the caller's target features.
 #[inline(always)]
-fn blocked_head(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
-    let (tp, dp) = (t.next_multiple_of(LANES), d.next_multiple_of(LANES));
-    let HeadScratch { q, kt, v, scores, out } = hs;
+fn blocked_head(
+    hs: &mut HeadScratch,
+    mask: &[bool],
+    t: usize,
+    d: usize,
+    rank1: impl Fn(&[f32], &[f32], usize, usize) -> [[f32; KV * LANES]; QB],
+    transpose: impl Fn(&[f32], usize, usize, &mut [f32]),
+) {
+    let (tp, dp) = (t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
+    let HeadScratch { q, kt, v, qt, scores, pt, out } = hs;
     for i0 in (0..t).step_by(QB) {
         let nq = QB.min(t - i0);
         // A short last block repeats its last query; those rows are never read back.
-        let qrow: [usize; QB] = std::array::from_fn(|j| (i0 + j.min(nq - 1)) * d);
-        for s0 in (0..tp).step_by(LANES) {
-            let mut acc = [[0.0f32; LANES]; QB];
-            for c in 0..d {
-                let kv: &[f32; LANES] = kt[c * tp + s0..c * tp + s0 + LANES].try_into().expect("LANES");
-                for j in 0..QB {
-                    let a = q[qrow[j] + c];
-                    for l in 0..LANES {
-                        acc[j][l] = a.mul_add(kv[l], acc[j][l]);
-                    }
-                }
-            }
+        for c in 0..d {
             for j in 0..QB {
-                scores[j * tp + s0..j * tp + s0 + LANES].copy_from_slice(&acc[j]);
+                qt[c * QB + j] = q[(i0 + j.min(nq - 1)) * d + c];
             }
         }
-        for j in 0..nq {
+        // scores[j, s] = q_j . k_s: steps over c, b = the key block's rows.
+        for s0 in (0..tp).step_by(BW) {
+            let acc = rank1(qt, &kt[s0 * d..(s0 + BW) * d], BW, d);
+            for (j, a) in acc.iter().enumerate() {
+                scores[j * tp + s0..j * tp + s0 + KV * LANES].copy_from_slice(a);
+            }
+        }
+        for j in 0..QB {
             let row = &mut scores[j * tp..j * tp + t];
             for (sc, &keep) in row.iter_mut().zip(mask) {
                 if !keep {
@@ -174,19 +326,12 @@ fn blocked_head(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
             }
             super::generic::softmax_inplace(row);
         }
-        for c0 in (0..dp).step_by(LANES) {
-            let mut acc = [[0.0f32; LANES]; QB];
-            for s in 0..t {
-                let vv: &[f32; LANES] = v[s * dp + c0..s * dp + c0 + LANES].try_into().expect("LANES");
-                for j in 0..QB {
-                    let p = scores[j * tp + s];
-                    for l in 0..LANES {
-                        acc[j][l] = p.mul_add(vv[l], acc[j][l]);
-                    }
-                }
-            }
-            for j in 0..nq {
-                out[(i0 + j) * dp + c0..(i0 + j) * dp + c0 + LANES].copy_from_slice(&acc[j]);
+        transpose(scores, tp, t, pt);
+        // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows (stride dp).
+        for c0 in (0..dp).step_by(BW) {
+            let acc = rank1(pt, &v[c0 * t..(c0 + BW) * t], BW, t);
+            for (j, a) in acc.iter().enumerate().take(nq) {
+                out[(i0 + j) * dp + c0..(i0 + j) * dp + c0 + KV * LANES].copy_from_slice(a);
             }
         }
     }
@@ -239,3 +384,4 @@ fn attention_reference(q: &[f32], k: &[f32], v: &[f32], key_mask: &[bool], t: us
         }
     }
 }
+

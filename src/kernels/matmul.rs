@@ -13,7 +13,29 @@ pub const TILE_ROWS: usize = 16;
 /// Reusable buffers for [`matmul_with_scratch`]: the quantized activations.
 #[derive(Debug, Default)]
 pub struct MatmulScratch {
-    acts: QuantActs,
+    pub(crate) acts: QuantActs,
+    /// The activations interleaved by token block, for the packed GEMM (see `gemm`).
+    pub(crate) panels: super::gemm::ActPanels,
+    /// Time spent quantizing activations since the last [`MatmulScratch::take_quant_time`].
+    quant_time: std::time::Duration,
+}
+
+impl MatmulScratch {
+    /// Quantizes `x` into `self.acts`, timing it.
+    pub(crate) fn quantize(&mut self, level: Isa, format: ActFormat, x: &[f32], t: usize, cols: usize) {
+        let start = std::time::Instant::now();
+        quantize_acts(level, format, x, t, cols, &mut self.acts);
+        self.quant_time += start.elapsed();
+    }
+
+    pub(crate) fn add_quant_time(&mut self, d: std::time::Duration) {
+        self.quant_time += d;
+    }
+
+    /// Time spent quantizing activations since the last call (for profiles).
+    pub fn take_quant_time(&mut self) -> std::time::Duration {
+        std::mem::take(&mut self.quant_time)
+    }
 }
 
 impl MatmulScratch {
@@ -87,7 +109,7 @@ pub fn matmul_at_level(
     }
     let level = if level.is_supported() { level } else { Isa::Scalar };
     if let Some(format) = ActFormat::for_weights(w.ty) {
-        quantize_acts(level, format, x, t, cols, &mut scratch.acts);
+        scratch.quantize(level, format, x, t, cols);
     }
     let acts = &scratch.acts;
     let y_out = SharedOut(y.as_mut_ptr());

@@ -7,9 +7,12 @@
 //! products per block, ggml style. Parallelism is rayon's: callers install a pool.
 
 mod attention;
+mod gemm;
 mod generic;
 mod isa;
+pub mod limits;
 mod matmul;
+pub mod packed;
 pub mod scalar;
 
 #[cfg(target_arch = "aarch64")]
@@ -18,6 +21,10 @@ pub mod aarch64_neon;
 pub mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2_gemm;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512_gemm;
 
 pub use attention::{attention, attention_at_level, MASKED_SCORE};
 pub use isa::{init_isa_from_env, isa, set_isa, Isa};
@@ -26,6 +33,8 @@ pub use isa::{init_isa_from_env, isa, set_isa, Isa};
 pub mod at_level {
     pub use super::isa::{axpy, gelu_erf, layer_norm, quantize_row_q8_0, quantize_row_q8_k, softmax_inplace, vec_dot_f32};
 }
+pub use gemm::{gemm, gemm_at_level, gemm_has_kernel, Epilogue};
+pub use packed::{PackedMatrix, PANEL_ROWS};
 pub use matmul::{matmul, matmul_acc, matmul_at_level, matmul_with_scratch, MatmulScratch, TILE_ROWS};
 
 use crate::quant::{blocks_from_bytes, f16_from_bytes, f32_from_bytes, Block, GgmlType, QK_K};
@@ -60,7 +69,7 @@ impl<'a> QMatrix<'a> {
         aligned.then_some(QMatrix { ty, data, rows, cols })
     }
 
-    fn row_bytes(&self, row: usize) -> &'a [u8] {
+    pub(crate) fn row_bytes(&self, row: usize) -> &'a [u8] {
         let n = self.ty.row_bytes(self.cols).expect("validated in new");
         &self.data[row * n..(row + 1) * n]
     }

@@ -51,6 +51,15 @@ impl ModelConfig {
         if !(cfg.eps > 0.0 && cfg.eps.is_finite()) {
             return bad(format!("layer_norm_epsilon {} must be positive", cfg.eps));
         }
+        // Ids index the embedding (padding fills every batch) and the MLM logits.
+        for (key, id) in [(keys::PAD_TOKEN_ID, cfg.pad_id), (keys::MASK_ID, cfg.mask_id)] {
+            if id as usize >= cfg.vocab {
+                return bad(format!("{key} {id} is outside the vocabulary of {} tokens", cfg.vocab));
+            }
+        }
+        if (cfg.pad_id as usize).checked_add(1).and_then(|n| n.checked_add(cfg.max_tokens)).is_none() {
+            return bad(format!("context_length {} is too large", cfg.max_tokens));
+        }
         Ok(ModelConfig { head_dim: cfg.hidden / cfg.heads, ..cfg })
     }
 

@@ -3,8 +3,10 @@
 //! Residual stream, LayerNorm and softmax in f32; matmuls through `kernels`.
 
 use super::config::ModelConfig;
+use super::packed::{PackedLayer, PackedWeights};
+use super::profile::{timed, Op, Profile};
 use super::weights::{Layer, Weights};
-use crate::kernels::{attention, gelu_erf, layer_norm, matmul, matmul_with_scratch, MatmulScratch, QMatrix};
+use crate::kernels::{attention, gelu_erf, gemm, gemm_has_kernel, isa, layer_norm, matmul, matmul_with_scratch, Epilogue, MatmulScratch, QMatrix};
 use crate::quant::dequantize;
 
 /// Work buffers for one batch shape, allocated once and reused by every layer.
@@ -20,12 +22,25 @@ pub struct Scratch {
     up: Vec<f32>,
     /// Quantized activations, reused by every matmul.
     mm: MatmulScratch,
+    /// Per-op times, when profiling (`xlmr bench --profile`).
+    pub profile: Option<Profile>,
 }
 
 impl Scratch {
     pub fn new(c: &ModelConfig, n: usize) -> Self {
         let z = |len: usize| vec![0.0f32; len];
-        Scratch { x: z(n * c.hidden), h: z(n * c.hidden), q: z(n * c.hidden), k: z(n * c.hidden), v: z(n * c.hidden), attn: z(n * c.hidden), up: z(n * c.ffn), mm: MatmulScratch::new() }
+        Scratch { x: z(n * c.hidden), h: z(n * c.hidden), q: z(n * c.hidden), k: z(n * c.hidden), v: z(n * c.hidden), attn: z(n * c.hidden), up: z(n * c.ffn), mm: MatmulScratch::new(), profile: None }
+    }
+
+    /// Sizes the buffers for `n` token rows, keeping their memory: a reused scratch
+    /// costs no page faults (fresh multi-megabyte buffers are zeroed page by page by the
+    /// kernel, ~8 % of a forward pass at 128 tokens).
+    pub fn resize(&mut self, c: &ModelConfig, n: usize) {
+        for buf in [&mut self.x, &mut self.h, &mut self.q, &mut self.k, &mut self.v, &mut self.attn] {
+            buf.resize(n * c.hidden, 0.0);
+        }
+        self.up.resize(n * c.ffn, 0.0);
+        self.profile = None;
     }
 }
 
@@ -86,16 +101,68 @@ fn embed(w: &Weights, c: &ModelConfig, batch: &Batch, x: &mut [f32]) {
     }
 }
 
+/// (int8 ops, weight bytes) of a `[rows, cols]` matmul over `n` tokens, for profiles.
+fn matmul_work(w: &QMatrix, n: usize) -> (f64, f64) {
+    (2.0 * (w.rows * w.cols * n) as f64, w.data.len() as f64)
+}
+
+const NO_WORK: (f64, f64) = (0.0, 0.0);
+
+/// Moves the activation quantization time of the last matmul out of `op` into its own line.
+fn split_quant_time(profile: &mut Option<Profile>, op: Op, mm: &mut MatmulScratch) {
+    let q = mm.take_quant_time();
+    if let Some(p) = profile {
+        if let Some(s) = p.ops.get_mut(&op) {
+            s.time = s.time.saturating_sub(q);
+        }
+        p.add(Op::Quantize, q, 0.0, 0.0);
+    }
+}
+
 // s.x: [n, hidden] updated in place: x += attn(LN(x)); x += ffn(LN(x))
-fn layer_forward(layer: &Layer, c: &ModelConfig, batch: &Batch, s: &mut Scratch) {
-    let (h, n, t) = (c.hidden, batch.b * batch.t, batch.t);
-    let mm = &mut s.mm;
-    // y = x W^T + b (or y += ... when `acc`), reusing the activation buffers.
-    let mut linear = |w: &QMatrix, b: &[f32], x: &[f32], y: &mut [f32], acc: bool| matmul_with_scratch(w, x, Some(b), y, n, acc, mm);
-    layer_norm(&s.x, layer.attn_norm.w, layer.attn_norm.b, c.eps, &mut s.h, h);
-    linear(&layer.q.w, layer.q.b, &s.h, &mut s.q, false);
-    linear(&layer.k.w, layer.k.b, &s.h, &mut s.k, false);
-    linear(&layer.v.w, layer.v.b, &s.h, &mut s.v, false);
+fn layer_forward(layer: &Layer, packed: Option<&PackedLayer>, c: &ModelConfig, batch: &Batch, s: &mut Scratch) {
+    let (h, n) = (c.hidden, batch.b * batch.t);
+    let mut prof = s.profile.take();
+    timed(&mut prof, Op::AttnNorm, NO_WORK, || layer_norm(&s.x, layer.attn_norm.w, layer.attn_norm.b, c.eps, &mut s.h, h));
+    let qkv_work = [&layer.q, &layer.k, &layer.v].iter().map(|l| matmul_work(&l.w, n)).fold(NO_WORK, |a, b| (a.0 + b.0, a.1 + b.1));
+    timed(&mut prof, Op::Qkv, qkv_work, || match packed {
+        // One quantization of LN(x) and one pass for Q, K and V.
+        Some(p) => gemm(&p.qkv, &s.h, n, Some(&p.qkv_bias), &mut [&mut s.q, &mut s.k, &mut s.v], Epilogue::Store, &mut s.mm),
+        None => {
+            for (lin, out) in [(&layer.q, &mut s.q), (&layer.k, &mut s.k), (&layer.v, &mut s.v)] {
+                matmul_with_scratch(&lin.w, &s.h, Some(lin.b), out, n, false, &mut s.mm);
+            }
+        }
+    });
+    split_quant_time(&mut prof, Op::Qkv, &mut s.mm);
+    timed(&mut prof, Op::Attention, NO_WORK, || attend(c, batch, s));
+    let (out_w, up_w, down_w) = (&layer.attn_out, &layer.ffn_up, &layer.ffn_down);
+    timed(&mut prof, Op::AttnOut, matmul_work(&out_w.w, n), || match packed {
+        Some(p) => gemm(&p.attn_out, &s.attn, n, Some(out_w.b), &mut [&mut s.x], Epilogue::Accumulate, &mut s.mm),
+        None => matmul_with_scratch(&out_w.w, &s.attn, Some(out_w.b), &mut s.x, n, true, &mut s.mm),
+    });
+    split_quant_time(&mut prof, Op::AttnOut, &mut s.mm);
+    timed(&mut prof, Op::FfnNorm, NO_WORK, || layer_norm(&s.x, layer.ffn_norm.w, layer.ffn_norm.b, c.eps, &mut s.h, h));
+    timed(&mut prof, Op::FfnUp, matmul_work(&up_w.w, n), || match packed {
+        // GELU in the epilogue, while the tile is still in cache.
+        Some(p) => gemm(&p.ffn_up, &s.h, n, Some(up_w.b), &mut [&mut s.up], Epilogue::Gelu, &mut s.mm),
+        None => matmul_with_scratch(&up_w.w, &s.h, Some(up_w.b), &mut s.up, n, false, &mut s.mm),
+    });
+    split_quant_time(&mut prof, Op::FfnUp, &mut s.mm);
+    if packed.is_none() {
+        timed(&mut prof, Op::Gelu, NO_WORK, || gelu_erf(&mut s.up));
+    }
+    timed(&mut prof, Op::FfnDown, matmul_work(&down_w.w, n), || match packed {
+        Some(p) => gemm(&p.ffn_down, &s.up, n, Some(down_w.b), &mut [&mut s.x], Epilogue::Accumulate, &mut s.mm),
+        None => matmul_with_scratch(&down_w.w, &s.up, Some(down_w.b), &mut s.x, n, true, &mut s.mm),
+    });
+    split_quant_time(&mut prof, Op::FfnDown, &mut s.mm);
+    s.profile = prof;
+}
+
+// s.attn[b, :len] = attention(s.q, s.k, s.v) over each input's real tokens.
+fn attend(c: &ModelConfig, batch: &Batch, s: &mut Scratch) {
+    let (h, t) = (c.hidden, batch.t);
     for b in 0..batch.b {
         // Right padding: the real tokens are a prefix. Attending over exactly those (not
         // over masked padding) gives each input the same arithmetic as when run alone.
@@ -105,21 +172,19 @@ fn layer_forward(layer: &Layer, c: &ModelConfig, batch: &Batch, s: &mut Scratch)
         // Padding rows are never read back; keep them finite for the next matmuls.
         s.attn[(b * t + len) * h..(b + 1) * t * h].fill(0.0);
     }
-    linear(&layer.attn_out.w, layer.attn_out.b, &s.attn, &mut s.x, true);
-    layer_norm(&s.x, layer.ffn_norm.w, layer.ffn_norm.b, c.eps, &mut s.h, h);
-    linear(&layer.ffn_up.w, layer.ffn_up.b, &s.h, &mut s.up, false);
-    gelu_erf(&mut s.up);
-    linear(&layer.ffn_down.w, layer.ffn_down.b, &s.up, &mut s.x, true);
 }
 
 /// Runs the encoder over `batch`. `on_hidden(i, states)` sees transformers'
 /// `hidden_states[i]` (`[b * t, hidden]`): 0 the embeddings, i the output of layer i,
 /// and the last one after the final LayerNorm — which is also left in `s.h`.
-pub fn forward(w: &Weights, c: &ModelConfig, batch: &Batch, s: &mut Scratch, mut on_hidden: impl FnMut(usize, &[f32])) {
+/// `packed` (the same weights in the GEMM layout) is used when the kernels in force
+/// have a packed GEMM.
+pub fn forward(w: &Weights, packed: Option<&PackedWeights>, c: &ModelConfig, batch: &Batch, s: &mut Scratch, mut on_hidden: impl FnMut(usize, &[f32])) {
     embed(w, c, batch, &mut s.x);
     on_hidden(0, &s.x);
+    let packed = packed.filter(|_| gemm_has_kernel(isa()));
     for (i, layer) in w.layers.iter().enumerate() {
-        layer_forward(layer, c, batch, s);
+        layer_forward(layer, packed.map(|p| &p.layers[i]), c, batch, s);
         if i + 1 < c.layers {
             on_hidden(i + 1, &s.x);
         }

@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod encoder;
+pub mod packed;
+pub mod profile;
 pub mod weights;
 
 use crate::error::{Error, Result};
@@ -12,11 +14,17 @@ use crate::kernels::softmax_inplace;
 use crate::tokenizer::Tokenizer;
 use config::ModelConfig;
 use encoder::{forward, mlm_logits, Batch, Scratch};
+use packed::PackedWeights;
+use profile::Profile;
 use std::path::Path;
 use weights::Weights;
 
 /// Inputs run together in one forward pass (after sorting by length).
 pub const DEFAULT_BATCH: usize = 8;
+
+/// `<mask>` rows scored by the MLM decoder in one pass (their logits take
+/// rows x vocab x 4 bytes: 32 MB on XL).
+const MLM_ROWS_PER_PASS: usize = 32;
 
 pub struct Model {
     file: GgufFile,
@@ -26,6 +34,11 @@ pub struct Model {
     pub batch_size: usize,
     /// The task head of a fine-tuned checkpoint, if the file has one.
     pub head: Option<HeadInfo>,
+    /// The encoder's matrices in the GEMM kernels' layout, when packed at load.
+    packed: Option<PackedWeights>,
+    /// Work buffers of finished forward passes, reused by the next ones (one per
+    /// concurrent caller).
+    scratch_pool: std::sync::Mutex<Vec<Scratch>>,
 }
 
 /// One fill-mask candidate, as transformers' fill-mask pipeline reports it.
@@ -54,12 +67,19 @@ impl Model {
         let config = ModelConfig::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_json(file.get_str(keys::TOKENIZER_HF_JSON)?, config.max_tokens)?;
         // Validate every tensor now, so that a bad file fails at load, not mid-run.
-        Weights::load(&file, &config)?;
+        let weights = Weights::load(&file, &config)?;
         let head = HeadInfo::from_gguf(&file)?;
         if let Some(info) = &head {
             Head::load(&file, config.hidden, info)?;
         }
-        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH, head })
+        let packed = PackedWeights::build(&file, &weights)?;
+        drop(weights);
+        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH, head, packed, scratch_pool: Default::default() })
+    }
+
+    /// Whether the encoder's weights were packed at load (see [`packed`]).
+    pub fn is_packed(&self) -> bool {
+        self.packed.is_some()
     }
 
     pub fn weights(&self) -> Weights<'_> {
@@ -101,31 +121,64 @@ impl Model {
         &self,
         seqs: &[Vec<u32>],
         wanted: impl Fn(usize) -> bool,
+        visit: impl FnMut(usize, &Batch, usize, usize, &[f32]),
+    ) {
+        self.run_batches_profiled(seqs, wanted, visit, None)
+    }
+
+    /// [`Model::run_batches`], adding each op's time to `profile` when given.
+    pub fn run_batches_profiled(
+        &self,
+        seqs: &[Vec<u32>],
+        wanted: impl Fn(usize) -> bool,
         mut visit: impl FnMut(usize, &Batch, usize, usize, &[f32]),
+        mut profile: Option<&mut Profile>,
     ) {
         let w = self.weights();
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| seqs[i].len());
+        let pooled = self.scratch_pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut scratch = pooled.unwrap_or_else(|| Scratch::new(&self.config, 0));
         for group in order.chunks(self.batch_size.max(1)) {
             let refs: Vec<&[u32]> = group.iter().map(|&i| seqs[i].as_slice()).collect();
             let batch = Batch::new(&refs, self.config.pad_id);
-            let mut scratch = Scratch::new(&self.config, batch.b * batch.t);
-            forward(&w, &self.config, &batch, &mut scratch, |layer, states| {
+            scratch.resize(&self.config, batch.b * batch.t);
+            scratch.profile = profile.as_ref().map(|_| Profile::default());
+            forward(&w, self.packed.as_ref(), &self.config, &batch, &mut scratch, |layer, states| {
                 if wanted(layer) {
                     for (row, &input) in group.iter().enumerate() {
                         visit(input, &batch, row, layer, states);
                     }
                 }
             });
+            if let (Some(total), Some(p)) = (profile.as_deref_mut(), scratch.profile.take()) {
+                for (op, st) in p.ops {
+                    total.add(op, st.time, st.ops, st.weight_bytes);
+                }
+            }
         }
+        self.scratch_pool.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
     }
 
     /// Top-`top_k` predictions for every `<mask>` of every input.
     pub fn fill_mask(&self, texts: &[impl AsRef<str>], top_k: usize, truncate: bool) -> Result<Vec<Vec<Vec<Prediction>>>> {
+        self.check_mlm_head()?;
+        let seqs = self.tokenize_all(texts, truncate)?;
+        self.fill_mask_tokens(&seqs, top_k)
+    }
+
+    /// Fill-mask needs the MLM head; a model converted without it says so.
+    pub fn check_mlm_head(&self) -> Result<()> {
         if !self.config.has_mlm_head {
             return Err(Error::Input("this model has no MLM head (converted from XLMRobertaXLModel or a fine-tuned task architecture); fill-mask needs ...ForMaskedLM".into()));
         }
-        let seqs = self.tokenize_all(texts, truncate)?;
+        Ok(())
+    }
+
+    /// `fill_mask` on already-tokenized inputs (e.g. those of several server requests run
+    /// as one batch).
+    pub fn fill_mask_tokens(&self, seqs: &[Vec<u32>], top_k: usize) -> Result<Vec<Vec<Vec<Prediction>>>> {
+        self.check_mlm_head()?;
         for (i, s) in seqs.iter().enumerate() {
             if !s.contains(&self.config.mask_id) {
                 return Err(Error::Input(format!("input {} has no <mask> token", i + 1)));
@@ -144,11 +197,16 @@ impl Model {
                 }
             }
         });
-        for (input, x) in rows.iter().enumerate() {
-            let m = x.len() / c.hidden;
-            let logits = mlm_logits(&w, c, x, m);
-            let mask_positions: Vec<usize> = (0..seqs[input].len()).filter(|&p| seqs[input][p] == c.mask_id).collect();
-            for (j, &pos) in mask_positions.iter().enumerate() {
+        // Every mask of every input goes through the decoder together, MLM_ROWS_PER_PASS
+        // rows at a time: the 250880-row decoder is streamed once per pass, not per input.
+        let masks: Vec<(usize, usize)> =
+            seqs.iter().enumerate().flat_map(|(i, s)| s.iter().enumerate().filter(|&(_, &id)| id == c.mask_id).map(move |(p, _)| (i, p))).collect();
+        let x = rows.concat();
+        for (pass, chunk) in masks.chunks(MLM_ROWS_PER_PASS).enumerate() {
+            let r0 = pass * MLM_ROWS_PER_PASS;
+            let logits = mlm_logits(&w, c, &x[r0 * c.hidden..(r0 + chunk.len()) * c.hidden], chunk.len());
+            for (j, &(input, pos)) in chunk.iter().enumerate() {
+                let several_masks = seqs[input].iter().filter(|&&id| id == c.mask_id).count() > 1;
                 let mut probs = logits[j * c.vocab..(j + 1) * c.vocab].to_vec();
                 softmax_inplace(&mut probs);
                 let mut idx: Vec<usize> = (0..c.vocab).collect();
@@ -167,7 +225,7 @@ impl Model {
                             token_str: self.tokenizer.token_str(id as u32),
                             // As transformers' pipeline: special tokens are kept in the
                             // sequence when the input has several masks.
-                            sequence: self.tokenizer.decode(&filled, mask_positions.len() == 1)?,
+                            sequence: self.tokenizer.decode(&filled, !several_masks)?,
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
@@ -180,6 +238,12 @@ impl Model {
     /// One vector per input (`Cls`, `Mean`), or one per token (`None`).
     pub fn embed(&self, texts: &[impl AsRef<str>], pooling: Pooling, normalize: bool, truncate: bool) -> Result<Vec<Vec<Vec<f32>>>> {
         let seqs = self.tokenize_all(texts, truncate)?;
+        Ok(self.embed_tokens(&seqs, pooling, normalize))
+    }
+
+    /// `embed` on already-tokenized inputs (e.g. those of several server requests run as
+    /// one batch).
+    pub fn embed_tokens(&self, seqs: &[Vec<u32>], pooling: Pooling, normalize: bool) -> Vec<Vec<Vec<f32>>> {
         let h = self.config.hidden;
         let last = self.config.layers;
         let mut out: Vec<Vec<Vec<f32>>> = vec![Vec::new(); seqs.len()];
@@ -200,23 +264,25 @@ impl Model {
             };
         });
         if normalize {
-            for v in out.iter_mut().flatten() {
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                v.iter_mut().for_each(|x| *x /= norm);
-            }
+            out.iter_mut().flatten().for_each(|v| l2_normalize(v));
         }
-        Ok(out)
+        out
     }
 
     /// `[input][k][token][hidden]` for each requested hidden-state index `layers[k]`
     /// (0 = embeddings, `config.layers` = after the final LayerNorm); all when `None`.
     pub fn hidden_states(&self, texts: &[impl AsRef<str>], layers: Option<&[usize]>, truncate: bool) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
+        let seqs = self.tokenize_all(texts, truncate)?;
+        self.hidden_states_tokens(&seqs, layers)
+    }
+
+    /// `hidden_states` on already-tokenized inputs.
+    pub fn hidden_states_tokens(&self, seqs: &[Vec<u32>], layers: Option<&[usize]>) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
         let all: Vec<usize> = (0..=self.config.layers).collect();
         let layers = layers.unwrap_or(&all);
         if let Some(&bad) = layers.iter().find(|&&l| l > self.config.layers) {
             return Err(Error::Input(format!("layer {bad} does not exist (0 = embeddings ... {} = final)", self.config.layers)));
         }
-        let seqs = self.tokenize_all(texts, truncate)?;
         let h = self.config.hidden;
         let mut out: Vec<Vec<Vec<Vec<f32>>>> = vec![vec![Vec::new(); layers.len()]; seqs.len()];
         self.run_batches(&seqs, |l| layers.contains(&l), |input, batch, row, layer, states| {
@@ -228,4 +294,28 @@ impl Model {
         });
         Ok(out)
     }
+}
+
+use crate::tasks::{ClassifyFunction, LabelScore, TopK};
+
+impl Model {
+    /// `classify` on already-tokenized inputs (`<s> A </s>` or `<s> A </s></s> B </s>`),
+    /// e.g. those of several server requests run as one batch.
+    pub fn classify_tokens(&self, seqs: &[Vec<u32>], function: Option<ClassifyFunction>, top_k: TopK) -> Result<Vec<Vec<LabelScore>>> {
+        use crate::heads::HeadKind;
+        use crate::tasks::text_classification::label_scores;
+        let info = self.require_head(HeadKind::SequenceClassification)?;
+        // The head reads `<s>` only.
+        let cls_rows = self.final_states(seqs, |_| 1).concat();
+        let Some(Head::SequenceClassification(head)) = self.head_weights() else { unreachable!("kind checked above") };
+        let logits = head.forward(&cls_rows);
+        let function = function.unwrap_or_else(|| ClassifyFunction::default_for(info));
+        Ok(logits.chunks_exact(info.labels.len()).map(|l| label_scores(l, &info.labels, function, top_k)).collect())
+    }
+}
+
+/// Scales `v` to unit L2 norm (a zero vector stays zero).
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
 }

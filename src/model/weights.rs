@@ -92,7 +92,8 @@ impl<'a> Weights<'a> {
         let l = Loader { f };
         let h = c.hidden;
         let token_embd = l.matrix(names::TOKEN_EMBD, c.vocab, h)?;
-        let mut layers = Vec::with_capacity(c.layers);
+        // Not reserved from `c.layers`: the file's claim is checked tensor by tensor below.
+        let mut layers = Vec::new();
         for i in 0..c.layers {
             let p = |m: &str| names::blk(i, m);
             layers.push(Layer {

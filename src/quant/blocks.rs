@@ -103,6 +103,12 @@ pub fn f32_as_bytes(x: &[f32]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), std::mem::size_of_val(x)) }
 }
 
+/// Views u16s as mutable bytes (2-aligned byte buffers, e.g. for whole blocks).
+pub fn u16_as_bytes_mut(x: &mut [u16]) -> &mut [u8] {
+    // Safety: u16 has no padding and any byte values form valid u16s; u8 has align 1.
+    unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(x)) }
+}
+
 /// Views f16s as bytes.
 pub fn f16_as_bytes(x: &[f16]) -> &[u8] {
     // Safety: as for f32_as_bytes.

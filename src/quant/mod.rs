@@ -70,9 +70,13 @@ impl GgmlType {
         self.block_size() > 1
     }
 
-    /// Bytes of a row of `n` elements; `None` if `n` is not a whole number of blocks.
+    /// Bytes of a row of `n` elements; `None` if `n` is not a whole number of blocks or the
+    /// size does not fit in `usize` (`n` may come from a file).
     pub fn row_bytes(self, n: usize) -> Option<usize> {
-        (n % self.block_size() == 0).then(|| n / self.block_size() * self.type_size())
+        if n % self.block_size() != 0 {
+            return None;
+        }
+        (n / self.block_size()).checked_mul(self.type_size())
     }
 }
 

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
+
+pub mod micro;
 use xlmr::convert::{convert, ConvertOptions};
 use xlmr::quant::GgmlType;
 

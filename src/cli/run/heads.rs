@@ -5,17 +5,17 @@ use super::Args;
 use std::fmt::Write;
 use xlmr::{Choices, ClassifyOptions, Error, Model, QaInput, QaOptions, Result, TextInput, TokenClassifyOptions, TopK};
 
-fn print_json(value: &impl serde::Serialize) {
-    crate::cli::emit(&format!("{}\n", serde_json::to_string(value).expect("serializable")));
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    crate::cli::emit(&format!("{}\n", serde_json::to_string(value).expect("serializable")))
 }
 
 /// As the classification and QA pipelines: without --top-k one object (the best) per input,
 /// with it a list per input.
-fn print_best_or_lists<T: serde::Serialize>(args: &Args, res: &[Vec<T>]) {
+fn print_best_or_lists<T: serde::Serialize>(args: &Args, res: &[Vec<T>]) -> Result<()> {
     if args.top_k.is_none() {
-        print_json(&res.iter().map(|r| &r[0]).collect::<Vec<_>>());
+        print_json(&res.iter().map(|r| &r[0]).collect::<Vec<_>>())
     } else {
-        print_json(&res);
+        print_json(&res)
     }
 }
 
@@ -43,7 +43,7 @@ pub fn classify(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
     let texts = text_inputs(args, inputs);
     let res = model.classify(&texts, &opts)?;
     if args.json {
-        print_best_or_lists(args, &res);
+        print_best_or_lists(args, &res)?;
         return Ok(());
     }
     let mut out = String::new();
@@ -56,8 +56,7 @@ pub fn classify(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
             writeln!(out, "  {:>10.6}  {}", l.score, l.label).unwrap();
         }
     }
-    crate::cli::emit(&out);
-    Ok(())
+    crate::cli::emit(&out)
 }
 
 pub fn token_classify(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
@@ -72,7 +71,7 @@ pub fn token_classify(model: &Model, args: &Args, inputs: &[String]) -> Result<(
     };
     let res = model.token_classify(inputs, &opts)?;
     if args.json {
-        print_json(&res);
+        print_json(&res)?;
         return Ok(());
     }
     let mut out = String::new();
@@ -83,8 +82,7 @@ pub fn token_classify(model: &Model, args: &Args, inputs: &[String]) -> Result<(
             writeln!(out, "  {:>10.6}  {label:<12} {:>5}..{:<5} {}", e.score, e.start, e.end, e.word).unwrap();
         }
     }
-    crate::cli::emit(&out);
-    Ok(())
+    crate::cli::emit(&out)
 }
 
 /// JSONL lines as objects, each with the string fields `keys` (named in errors by line).
@@ -133,7 +131,7 @@ pub fn answer(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
     };
     let res = model.answer(&qa, &opts)?;
     if args.json {
-        print_best_or_lists(args, &res);
+        print_best_or_lists(args, &res)?;
         return Ok(());
     }
     let mut out = String::new();
@@ -143,8 +141,7 @@ pub fn answer(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
             writeln!(out, "  {:>10.6}  {:>5}..{:<5} {:?}", a.score, a.start, a.end, a.answer).unwrap();
         }
     }
-    crate::cli::emit(&out);
-    Ok(())
+    crate::cli::emit(&out)
 }
 
 pub fn multiple_choice(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
@@ -160,7 +157,7 @@ pub fn multiple_choice(model: &Model, args: &Args, inputs: &[String]) -> Result<
         .collect::<Result<_>>()?;
     let res = model.multiple_choice(&items, args.truncate)?;
     if args.json {
-        print_json(&res);
+        print_json(&res)?;
         return Ok(());
     }
     let mut out = String::new();
@@ -170,6 +167,5 @@ pub fn multiple_choice(model: &Model, args: &Args, inputs: &[String]) -> Result<
             writeln!(out, "  {} {:>10.6}  {choice}", if k == r.best { "*" } else { " " }, score).unwrap();
         }
     }
-    crate::cli::emit(&out);
-    Ok(())
+    crate::cli::emit(&out)
 }

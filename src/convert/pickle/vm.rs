@@ -157,6 +157,7 @@ pub(super) fn load_state_dict(data: &[u8], path: &Path) -> Result<StateDict> {
         memo: HashMap::new(),
         objects: Vec::new(),
         storages: Vec::new(),
+        storage_by_key: HashMap::new(),
         cells: 0,
     };
     let top = m.run()?;
@@ -175,6 +176,9 @@ struct Machine<'a> {
     memo: HashMap<u32, Value>,
     objects: Vec<Object>,
     storages: Vec<PickledStorage>,
+    /// Each storage once, as torch's own loader caches them by key: a memoized persistent
+    /// id used many times must not copy its (possibly huge) key each time.
+    storage_by_key: HashMap<String, (Value, usize)>,
     cells: usize,
 }
 
@@ -626,14 +630,28 @@ impl Machine<'_> {
         let Some(Object::Global(Global::Storage(class))) = self.object(*class) else {
             return Err(self.err("persistent id does not name a torch storage class"));
         };
-        let key = self.str_of(*key).ok_or_else(|| self.err("storage key is not a string"))?.to_string();
+        let class: &'static StorageClass = class;
+        let key = self.str_of(*key).ok_or_else(|| self.err("storage key is not a string"))?;
         let Value::Int(numel) = *numel else {
             return Err(self.err("storage size is not an integer"));
         };
         let numel = u64::try_from(numel).map_err(|_| self.err("storage size is negative"))?;
-        self.storages.push(PickledStorage { class, key, numel });
-        let index = self.storages.len() - 1;
-        self.new_object(Object::Storage(index))
+        if let Some(&(seen, index)) = self.storage_by_key.get(key) {
+            let s = &self.storages[index];
+            if !std::ptr::eq(s.class, class) || s.numel != numel {
+                return Err(self.err(format!(
+                    "storage `{key}` is described twice, as {} torch.{} and as {numel} torch.{}",
+                    s.numel, s.class.name, class.name
+                )));
+            }
+            return Ok(seen);
+        }
+        let key = key.to_string();
+        let index = self.storages.len();
+        self.storages.push(PickledStorage { class, key: key.clone(), numel });
+        let value = self.new_object(Object::Storage(index))?;
+        self.storage_by_key.insert(key, (value, index));
+        Ok(value)
     }
 
     // ---- reading out the result ----
@@ -742,6 +760,7 @@ mod tests {
             memo: HashMap::new(),
             objects: vec![],
             storages: vec![],
+            storage_by_key: HashMap::new(),
             cells: 0,
         };
         assert!(matches!(m.run().unwrap(), Value::Int(-257)));

@@ -1,0 +1,287 @@
+//! Matmul on packed weights ([`PackedMatrix`]): quantize the activations once, then
+//! rayon-parallel over pairs of panels (32 weight rows). Each pair walks the columns in
+//! chunks of `CHUNK_COLS` (so its 2 x 16 x 512 weight bytes stay in L1 while every
+//! token passes over them) and all tokens in register blocks, accumulating f32 results
+//! in a per-thread `[t, 32]` tile; the epilogue (bias, residual add or GELU) is applied
+//! once, when the tile is written out.
+//!
+//! One matmul may write several outputs: the rows of a fused Q/K/V matrix go to three
+//! buffers, so that one activation quantization and one pass over the tokens serve all
+//! three projections.
+
+use super::packed::{panel_dots_ref_units, PackedMatrix, PAIR_ROWS, PANEL_ROWS};
+use super::{isa, ActFormat, Isa, MatmulScratch, QuantActs, SharedOut};
+use crate::quant::GgmlType;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Columns per cache block of the weights.
+const CHUNK_COLS: usize = 512;
+
+/// What happens to `acc + bias` on its way out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Epilogue {
+    /// y = acc + bias
+    Store,
+    /// y += acc + bias (residual connections)
+    Accumulate,
+    /// y = gelu_erf(acc + bias) (the FFN's up projection)
+    Gelu,
+}
+
+/// Quantized activations regrouped by blocks of `nt` tokens, so that a microkernel
+/// finds the `nt` values it broadcasts at one step side by side, at constant offsets
+/// from one pointer (no per-token address arithmetic competing with `vpdpbusd` for
+/// ports). A short last block is padded with zeros.
+#[derive(Debug, Default)]
+pub(crate) struct ActPanels {
+    pub nt: usize,
+    /// `[block][cols / 4][nt]`: 4 int8 values (one k-step) per token.
+    pub qs: Vec<i32>,
+    /// `[block][scale blocks][nt]`: activation scales (per 32, or per 256 for Q8_K).
+    pub d: Vec<f32>,
+    /// `[block][cols / 32][nt]`: `-offset * sum` per 32 values (Q8_0: 128, Q4_0: 8),
+    /// the start of each block's int32 accumulator.
+    pub corr: Vec<i32>,
+    /// `[block][cols / 32][nt]`: the sums as f32 (Q4_K's min term).
+    pub sums: Vec<f32>,
+}
+
+impl ActPanels {
+    fn build(&mut self, acts: &QuantActs, t: usize, nt: usize, offset: i32) {
+        let cols = acts.cols;
+        let (quads, nd, ns) = (cols / 4, acts.d.len() / t, cols / 32);
+        let blocks = t.div_ceil(nt);
+        self.nt = nt;
+        for (buf, per) in [(&mut self.qs, quads), (&mut self.corr, ns)] {
+            buf.clear();
+            buf.resize(blocks * per * nt, 0);
+        }
+        for (buf, per) in [(&mut self.d, nd), (&mut self.sums, ns)] {
+            buf.clear();
+            buf.resize(blocks * per * nt, 0.0);
+        }
+        let (qs, d, corr, sums) = (&mut self.qs, &mut self.d, &mut self.corr, &mut self.sums);
+        qs.par_chunks_mut(quads * nt)
+            .zip(d.par_chunks_mut(nd * nt))
+            .zip(corr.par_chunks_mut(ns * nt))
+            .zip(sums.par_chunks_mut(ns * nt))
+            .enumerate()
+            .for_each(|(b, (((qs, d), corr), sums))| {
+                for n in 0..nt.min(t - b * nt) {
+                    let tok = b * nt + n;
+                    for (i, q) in acts.qs(tok).chunks_exact(4).enumerate() {
+                        qs[i * nt + n] = i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
+                    }
+                    for (i, &v) in acts.d(tok).iter().enumerate() {
+                        d[i * nt + n] = v;
+                    }
+                    for (i, &s) in acts.sums(tok).iter().enumerate() {
+                        corr[i * nt + n] = -offset * s;
+                        sums[i * nt + n] = s as f32;
+                    }
+                }
+            });
+    }
+}
+
+/// One pair of panels against one block of tokens, over units `u0..u1`: what a
+/// microkernel needs, as raw pointers into live buffers owned by [`gemm`].
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct PairBlock {
+    pub ty: GgmlType,
+    pub panel0: *const u8,
+    pub panel_bytes: usize,
+    /// Offset of the scales within a panel.
+    pub weights_len: usize,
+    pub u0: usize,
+    pub u1: usize,
+    /// This token block's [`ActPanels`] rows (`qs`, `d`, `corr`, `sums`).
+    pub xq: *const i32,
+    pub xd: *const f32,
+    pub corr: *const i32,
+    pub sums: *const f32,
+    /// Tokens per block in the panels' layout (the kernel may use fewer).
+    pub stride: usize,
+}
+
+thread_local! {
+    static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether [`gemm`] has a SIMD kernel at `level` (elsewhere it runs the scalar
+/// reference, which is for tests: callers use the unpacked path there).
+pub fn gemm_has_kernel(level: Isa) -> bool {
+    matches!(level, Isa::Avx512Vnni | Isa::Avx512 | Isa::Avx2) && level.is_supported()
+}
+
+/// The largest token block of the SIMD kernel at `level` for weights `ty`.
+fn tokens_per_block(level: Isa, ty: GgmlType) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if level == Isa::Avx512Vnni {
+            return super::x86_avx512_gemm::tokens_per_block(ty);
+        }
+        super::x86_avx2_gemm::TOKENS_PER_BLOCK
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (level, ty);
+        1
+    }
+}
+
+/// `outs[p][tok, j] (+)= epilogue(bias[r] + sum_i x[tok, i] * W[r, i])` for matrix row
+/// `r = p * part_rows + j`, where the rows are split evenly over the outputs.
+// w: [rows, cols] packed, x: [t, cols], bias: [rows], outs: parts x [t, rows / parts]
+pub fn gemm(w: &PackedMatrix, x: &[f32], t: usize, bias: Option<&[f32]>, outs: &mut [&mut [f32]], epilogue: Epilogue, scratch: &mut MatmulScratch) {
+    gemm_at_level(isa(), w, x, t, bias, outs, epilogue, scratch)
+}
+
+/// [`gemm`] at an explicit ISA level; a level without a packed kernel runs the scalar
+/// reference.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_at_level(
+    level: Isa,
+    w: &PackedMatrix,
+    x: &[f32],
+    t: usize,
+    bias: Option<&[f32]>,
+    outs: &mut [&mut [f32]],
+    epilogue: Epilogue,
+    scratch: &mut MatmulScratch,
+) {
+    let (rows, cols) = (w.rows, w.cols);
+    assert!(!outs.is_empty() && rows % outs.len() == 0, "gemm: {rows} rows do not split over {} outputs", outs.len());
+    let part_rows = rows / outs.len();
+    assert_eq!(x.len(), t * cols, "gemm: x has {} values, expected t={t} x cols={cols}", x.len());
+    for o in outs.iter() {
+        assert_eq!(o.len(), t * part_rows, "gemm: an output has {} values, expected t={t} x {part_rows}", o.len());
+    }
+    if let Some(b) = bias {
+        assert_eq!(b.len(), rows, "gemm: bias has {} values, expected {rows}", b.len());
+    }
+    if t == 0 {
+        return;
+    }
+    let format = ActFormat::for_weights(w.ty).expect("packed matrices are quantized");
+    let quant_level = if level.is_supported() { level } else { Isa::Scalar };
+    scratch.quantize(quant_level, format, x, t, cols);
+    let offset = match w.ty {
+        GgmlType::Q8_0 => 128,
+        GgmlType::Q4_0 => 8,
+        _ => 0,
+    };
+    let simd = gemm_has_kernel(level);
+    let max_nt = tokens_per_block(level, w.ty);
+    // Balanced blocks (8 tokens as 4 + 4, not 6 + 2): a block of few tokens has few
+    // independent `vpdpbusd` chains and runs far below peak.
+    let nt = t.div_ceil(t.div_ceil(max_nt));
+    if simd {
+        let start = std::time::Instant::now();
+        scratch.panels.build(&scratch.acts, t, nt, offset);
+        scratch.add_quant_time(start.elapsed());
+    }
+    let acts = &scratch.acts;
+    let panels = &scratch.panels;
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = panels; // no packed SIMD kernels there yet (NEON uses the unpacked path)
+    let out_ptrs: Vec<SharedOut> = outs.iter_mut().map(|o| SharedOut(o.as_mut_ptr())).collect();
+    let layout = w.layout();
+    let units = cols / layout.cols;
+    let chunk_units = (CHUNK_COLS / layout.cols).max(1);
+    (0..w.panels() / 2).into_par_iter().for_each(|pair| {
+        TILE.with(|cell| {
+            let mut tile = cell.borrow_mut();
+            tile.clear();
+            tile.resize(t * PAIR_ROWS, 0.0);
+            for u0 in (0..units).step_by(chunk_units) {
+                let u1 = (u0 + chunk_units).min(units);
+                if simd {
+                    #[cfg(target_arch = "x86_64")]
+                    for (b, tok0) in (0..t).step_by(nt).enumerate() {
+                        let per = |len: usize| len / t.div_ceil(nt) * b;
+                        let block = PairBlock {
+                            ty: w.ty,
+                            panel0: w.panel(2 * pair).as_ptr(),
+                            panel_bytes: w.panel_bytes(),
+                            weights_len: units * layout.weight_bytes,
+                            u0,
+                            u1,
+                            xq: panels.qs[per(panels.qs.len())..].as_ptr(),
+                            xd: panels.d[per(panels.d.len())..].as_ptr(),
+                            corr: panels.corr[per(panels.corr.len())..].as_ptr(),
+                            sums: panels.sums[per(panels.sums.len())..].as_ptr(),
+                            stride: nt,
+                        };
+                        // Safety: `simd` means the CPU has the level's features (AVX-512
+                        // VNNI, or AVX2/FMA/F16C for the other x86 levels); the block points
+                        // into `w`'s two panels and into token block b of the activation
+                        // panels, all alive for this call; `tile` holds t x 32 values and
+                        // rows tok0..tok0 + nt.min(t - tok0) are this block's.
+                        unsafe {
+                            let (n, tile) = (nt.min(t - tok0), tile[tok0 * PAIR_ROWS..].as_mut_ptr());
+                            if level == Isa::Avx512Vnni {
+                                super::x86_avx512_gemm::pair_block(&block, n, tile)
+                            } else {
+                                super::x86_avx2_gemm::pair_block(&block, n, tile)
+                            }
+                        };
+                    }
+                } else {
+                    pair_block_ref(w, pair, u0..u1, acts, t, &mut tile);
+                }
+            }
+            write_out(&tile, pair, rows, part_rows, t, bias, &out_ptrs, epilogue);
+        });
+    });
+}
+
+/// The scalar reference of one pair over a range of units (tests, and levels without a
+/// packed kernel).
+fn pair_block_ref(w: &PackedMatrix, pair: usize, units: std::ops::Range<usize>, acts: &QuantActs, t: usize, tile: &mut [f32]) {
+    for tok in 0..t {
+        for m in 0..2 {
+            let dots = panel_dots_ref_units(w, 2 * pair + m, units.clone(), acts, tok);
+            for (acc, d) in tile[tok * PAIR_ROWS + PANEL_ROWS * m..][..PANEL_ROWS].iter_mut().zip(dots) {
+                *acc += d;
+            }
+        }
+    }
+}
+
+/// Writes the pair's tile `[t, 32]` to the outputs with bias and epilogue.
+#[allow(clippy::too_many_arguments)]
+fn write_out(tile: &[f32], pair: usize, rows: usize, part_rows: usize, t: usize, bias: Option<&[f32]>, outs: &[SharedOut], epilogue: Epilogue) {
+    let r0 = pair * PAIR_ROWS;
+    let r1 = (r0 + PAIR_ROWS).min(rows);
+    let mut r = r0;
+    while r < r1 {
+        // A run of rows inside one output part.
+        let part = r / part_rows;
+        let run_end = r1.min((part + 1) * part_rows);
+        let (col, n) = (r - part * part_rows, run_end - r);
+        let bias = bias.map(|b| &b[r..run_end]);
+        for tok in 0..t {
+            let src = &tile[tok * PAIR_ROWS + (r - r0)..][..n];
+            // Safety: pairs cover disjoint row ranges, so each (part, tok, col..col + n)
+            // is written by this task only; the range lies inside part `part`'s
+            // t x part_rows values, which stay mutably borrowed for the whole gemm.
+            let dst = unsafe { std::slice::from_raw_parts_mut(outs[part].get().add(tok * part_rows + col), n) };
+            match (epilogue, bias) {
+                (Epilogue::Store, Some(b)) => dst.iter_mut().zip(src).zip(b).for_each(|((d, &v), &b)| *d = v + b),
+                (Epilogue::Store, None) => dst.copy_from_slice(src),
+                (Epilogue::Accumulate, Some(b)) => dst.iter_mut().zip(src).zip(b).for_each(|((d, &v), &b)| *d += v + b),
+                (Epilogue::Accumulate, None) => dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v),
+                (Epilogue::Gelu, b) => {
+                    match b {
+                        Some(b) => dst.iter_mut().zip(src).zip(b).for_each(|((d, &v), &b)| *d = v + b),
+                        None => dst.copy_from_slice(src),
+                    }
+                    super::isa::gelu_erf(isa(), dst);
+                }
+            }
+        }
+        r = run_end;
+    }
+}

@@ -1,0 +1,72 @@
+//! The machine's own limits, measured in a second or two, so that profiles can say how
+//! close a kernel gets: the int8 dot-product peak (`vpdpbusd` on 512-bit vectors) and
+//! the read bandwidth from memory, both over the threads of the current rayon pool.
+
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// Peak int8 operations per second (multiply and add count as 2), in G/s, on all
+/// threads of the current pool; `None` without AVX-512 VNNI.
+pub fn int8_peak_gops() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if super::Isa::Avx512Vnni.is_supported() {
+        let threads = rayon::current_num_threads();
+        let iters: u64 = 20_000_000;
+        let mut best = 0.0f64;
+        for _ in 0..3 {
+            let start = Instant::now();
+            (0..threads).into_par_iter().for_each(|_| {
+                // Safety: AVX-512 VNNI was checked above.
+                unsafe { vnni_chains(iters) }
+            });
+            let secs = start.elapsed().as_secs_f64();
+            // 12 instructions per iteration, 64 multiply-adds each.
+            best = best.max((iters * 12 * 64 * 2 * threads as u64) as f64 / secs / 1e9);
+        }
+        return Some(best);
+    }
+    None
+}
+
+/// 12 independent `vpdpbusd` chains, `iters` times (inline asm, so nothing is elided).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn vnni_chains(iters: u64) {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+    let w = _mm512_set1_epi8(3);
+    let x = _mm512_set1_epi8(5);
+    let mut c = [_mm512_setzero_si512(); 12];
+    for _ in 0..iters {
+        // Safety: register-only instructions on values held in zmm registers.
+        asm!(
+            "vpdpbusd {c0}, {w}, {x}", "vpdpbusd {c1}, {w}, {x}", "vpdpbusd {c2}, {w}, {x}",
+            "vpdpbusd {c3}, {w}, {x}", "vpdpbusd {c4}, {w}, {x}", "vpdpbusd {c5}, {w}, {x}",
+            "vpdpbusd {c6}, {w}, {x}", "vpdpbusd {c7}, {w}, {x}", "vpdpbusd {c8}, {w}, {x}",
+            "vpdpbusd {c9}, {w}, {x}", "vpdpbusd {c10}, {w}, {x}", "vpdpbusd {c11}, {w}, {x}",
+            c0 = inout(zmm_reg) c[0], c1 = inout(zmm_reg) c[1], c2 = inout(zmm_reg) c[2],
+            c3 = inout(zmm_reg) c[3], c4 = inout(zmm_reg) c[4], c5 = inout(zmm_reg) c[5],
+            c6 = inout(zmm_reg) c[6], c7 = inout(zmm_reg) c[7], c8 = inout(zmm_reg) c[8],
+            c9 = inout(zmm_reg) c[9], c10 = inout(zmm_reg) c[10], c11 = inout(zmm_reg) c[11],
+            w = in(zmm_reg) w, x = in(zmm_reg) x,
+            options(pure, nomem, nostack),
+        );
+    }
+    std::hint::black_box(c);
+}
+
+/// Read bandwidth from memory in GB/s: all threads of the current pool summing a
+/// 512 MiB buffer (much larger than any cache), best of 3.
+pub fn read_bandwidth_gbs() -> f64 {
+    let words = 64usize << 20; // 512 MiB of u64
+    let mut buf = vec![0u64; words];
+    buf.par_chunks_mut(1 << 16).enumerate().for_each(|(i, c)| c.iter_mut().enumerate().for_each(|(j, v)| *v = (i ^ j) as u64));
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let sum: u64 = buf.par_chunks(1 << 16).map(|c| c.iter().fold(0u64, |a, &v| a.wrapping_add(v))).reduce(|| 0, u64::wrapping_add);
+        std::hint::black_box(sum);
+        best = best.max((words * 8) as f64 / start.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
