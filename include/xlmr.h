@@ -12,9 +12,10 @@
  *
  * Ownership. Strings and arrays passed in are only read during the call. Every object
  * returned through an out-parameter (xlmr_model, xlmr_tokens, xlmr_embeddings,
- * xlmr_fill_mask_result, xlmr_hidden_states) belongs to the caller, who frees it exactly
- * once with its own xlmr_*_free function (NULL is accepted). Pointers returned by
- * accessors (float and id arrays, the strings of xlmr_prediction) are borrowed from their
+ * xlmr_fill_mask_result, xlmr_hidden_states, xlmr_classify_result, xlmr_entities,
+ * xlmr_answers) belongs to the caller, who frees it exactly once with its own
+ * xlmr_*_free function (NULL is accepted). Pointers returned by accessors (float and id
+ * arrays, the strings of xlmr_prediction, xlmr_label_score, xlmr_entity and xlmr_qa_answer) are borrowed from their
  * result object and stay valid until that object is freed. Results do not depend on the
  * model: they may outlive it. Strings from xlmr_version and xlmr_status_string are static.
  * Handles are looked up in a table of live objects, so a freed or foreign handle is
@@ -46,6 +47,9 @@
 
 #define XLMR_VERSION_PATCH 0
 
+// `top_k` value of `xlmr_classify` asking for every label.
+#define XLMR_TOP_K_ALL -1
+
 // The result of every fallible call. On anything but `XLMR_STATUS_OK`,
 // `xlmr_last_error()` describes the problem.
 typedef enum xlmr_status {
@@ -74,8 +78,56 @@ typedef enum xlmr_pooling {
   XLMR_POOLING_NONE = 2,
 } xlmr_pooling;
 
+// The head a model file carries, from `xlmr_model_head_kind`.
+typedef enum xlmr_head_kind {
+  // The bare encoder or the MLM head: no task head.
+  XLMR_HEAD_NONE = 0,
+  // `...ForSequenceClassification`: `xlmr_classify`.
+  XLMR_HEAD_SEQUENCE_CLASSIFICATION = 1,
+  // `...ForTokenClassification`: `xlmr_token_classify`.
+  XLMR_HEAD_TOKEN_CLASSIFICATION = 2,
+  // `...ForQuestionAnswering`: `xlmr_answer`.
+  XLMR_HEAD_QUESTION_ANSWERING = 3,
+  // `...ForMultipleChoice`: `xlmr_multiple_choice`.
+  XLMR_HEAD_MULTIPLE_CHOICE = 4,
+} xlmr_head_kind;
+
+// Function from logits to scores for `xlmr_classify`; passed as an `int32_t`.
+typedef enum xlmr_classify_function {
+  // The text-classification pipeline's choice for this model: none for regression,
+  // sigmoid for multi-label or a single label, softmax otherwise.
+  XLMR_FUNCTION_DEFAULT = 0,
+  XLMR_FUNCTION_SOFTMAX = 1,
+  XLMR_FUNCTION_SIGMOID = 2,
+  // The raw logits.
+  XLMR_FUNCTION_NONE = 3,
+} xlmr_classify_function;
+
+// Aggregation strategy of `xlmr_token_classify` (the pipeline's); passed as an `int32_t`.
+typedef enum xlmr_aggregation {
+  // One entity per token, with its index.
+  XLMR_AGGREGATION_NONE = 0,
+  // Adjacent tokens of the same entity grouped (B- starts a new group).
+  XLMR_AGGREGATION_SIMPLE = 1,
+  // Words take their first token's label, then grouped.
+  XLMR_AGGREGATION_FIRST = 2,
+  // Words take the label of their tokens' mean scores, then grouped.
+  XLMR_AGGREGATION_AVERAGE = 3,
+  // Words take the label of their most confident token, then grouped.
+  XLMR_AGGREGATION_MAX = 4,
+} xlmr_aggregation;
+
+// Answers to each question (opaque).
+typedef struct xlmr_answers xlmr_answers;
+
+// Labels and scores of each text (opaque).
+typedef struct xlmr_classify_result xlmr_classify_result;
+
 // Embeddings of each text (opaque).
 typedef struct xlmr_embeddings xlmr_embeddings;
+
+// Entities of each text (opaque).
+typedef struct xlmr_entities xlmr_entities;
 
 // Fill-mask predictions for each mask of each text (opaque).
 typedef struct xlmr_fill_mask_result xlmr_fill_mask_result;
@@ -127,6 +179,50 @@ typedef struct xlmr_prediction {
   // The input with this token in place of the mask (UTF-8), as transformers' pipeline gives it.
   const char *sequence;
 } xlmr_prediction;
+
+// One label of a classification result; `label` is borrowed from the result.
+typedef struct xlmr_label_score {
+  const char *label;
+  float score;
+} xlmr_label_score;
+
+// One entity of a token-classification result; `label` and `word` are borrowed from it.
+typedef struct xlmr_entity {
+  // The pipeline's `entity` (aggregation none) or `entity_group`.
+  const char *label;
+  float score;
+  // Token index in the encoded text (aggregation none), else -1.
+  int64_t index;
+  // The token (`▁` kept) or, aggregated, the decoded words.
+  const char *word;
+  // Character (Unicode scalar value) offsets into the text, as Python indexes strings.
+  size_t start;
+  size_t end;
+} xlmr_entity;
+
+// Options of `xlmr_answer`; start from `xlmr_qa_default_params()`.
+typedef struct xlmr_qa_params {
+  // Answers per question (at least 1).
+  size_t top_k;
+  // Tokens per window, question included.
+  size_t max_seq_len;
+  // Tokens of overlap between windows; 0 = min(max_seq_len / 2, 128).
+  size_t doc_stride;
+  // Longest answer in tokens.
+  size_t max_answer_len;
+  // Allow the empty answer.
+  bool handle_impossible_answer;
+} xlmr_qa_params;
+
+// One answer of `xlmr_answer`; `answer` is borrowed from the result.
+typedef struct xlmr_qa_answer {
+  // A probability, or the sum of those of the same answer found in several windows.
+  double score;
+  // Character offsets into the context; 0, 0 and "" for the empty answer.
+  size_t start;
+  size_t end;
+  const char *answer;
+} xlmr_qa_answer;
 
 #ifdef __cplusplus
 extern "C" {
@@ -298,6 +394,144 @@ enum xlmr_status xlmr_hidden_states_get(const struct xlmr_hidden_states *states,
 
 // Frees a hidden-states result; NULL is a no-op.
 void xlmr_hidden_states_free(struct xlmr_hidden_states *states);
+
+// The model's task head (`xlmr_head_kind` as an `int32_t`; 0 for NULL or a freed model).
+int32_t xlmr_model_head_kind(const struct xlmr_model *model);
+
+// Number of labels of the model's head (`id2label`; 0 without a head).
+size_t xlmr_model_n_labels(const struct xlmr_model *model);
+
+// Writes label `i` of the model's head (UTF-8, NUL-terminated, truncated to fit) into
+// `buf` of `buf_size` bytes, and its full length in bytes to `*len` (may be NULL).
+//
+// # Safety
+// `buf` is NULL or writable for `buf_size` bytes; `len` is NULL or writable.
+enum xlmr_status xlmr_model_label(const struct xlmr_model *model,
+                                  size_t i,
+                                  char *buf,
+                                  size_t buf_size,
+                                  size_t *len);
+
+// Classifies each text, or each pair `texts[i]`, `text_pairs[i]` (`text_pairs` NULL, or an
+// entry NULL, for single texts), as transformers' text-classification pipeline: per text,
+// the `top_k` best labels (`XLMR_TOP_K_ALL` = every label), best first. `function` is an
+// `xlmr_classify_function`. A model without a sequence-classification head gives
+// `XLMR_STATUS_UNSUPPORTED`.
+//
+// # Safety
+// As `xlmr_tokenize`; `text_pairs` is NULL or points to `n_texts` pointers, each NULL or
+// a NUL-terminated string.
+enum xlmr_status xlmr_classify(const struct xlmr_model *model,
+                               const char *const *texts,
+                               const char *const *text_pairs,
+                               size_t n_texts,
+                               int32_t top_k,
+                               int32_t function,
+                               bool truncate,
+                               struct xlmr_classify_result **out);
+
+// Number of texts in a result (0 for NULL or a freed result).
+size_t xlmr_classify_n_texts(const struct xlmr_classify_result *result);
+
+// Number of labels returned for text `text` (0 if out of range).
+size_t xlmr_classify_n_labels(const struct xlmr_classify_result *result, size_t text);
+
+// `*out` = label `rank` (0 = best) of text `text`.
+//
+// # Safety
+// `out` is NULL or writable.
+enum xlmr_status xlmr_classify_get(const struct xlmr_classify_result *result,
+                                   size_t text,
+                                   size_t rank,
+                                   struct xlmr_label_score *out);
+
+// Frees a classification result; NULL is a no-op.
+void xlmr_classify_free(struct xlmr_classify_result *result);
+
+// Entities of each text, as transformers' token-classification pipeline. `aggregation` is
+// an `xlmr_aggregation`; entities whose label is in `ignore_labels[0..n_ignore_labels]` are
+// left out (`ignore_labels` NULL: the pipeline's default, "O"). A model without a
+// token-classification head gives `XLMR_STATUS_UNSUPPORTED`.
+//
+// # Safety
+// As `xlmr_tokenize`; `ignore_labels` is NULL or points to `n_ignore_labels` strings.
+enum xlmr_status xlmr_token_classify(const struct xlmr_model *model,
+                                     const char *const *texts,
+                                     size_t n_texts,
+                                     int32_t aggregation,
+                                     const char *const *ignore_labels,
+                                     size_t n_ignore_labels,
+                                     bool truncate,
+                                     struct xlmr_entities **out);
+
+// Number of texts in a result (0 for NULL or a freed result).
+size_t xlmr_entities_n_texts(const struct xlmr_entities *entities);
+
+// Number of entities of text `text` (0 if out of range).
+size_t xlmr_entities_n_entities(const struct xlmr_entities *entities, size_t text);
+
+// `*out` = entity `i` of text `text`, in text order.
+//
+// # Safety
+// `out` is NULL or writable.
+enum xlmr_status xlmr_entities_get(const struct xlmr_entities *entities,
+                                   size_t text,
+                                   size_t i,
+                                   struct xlmr_entity *out);
+
+// Frees a token-classification result; NULL is a no-op.
+void xlmr_entities_free(struct xlmr_entities *entities);
+
+// The question-answering pipeline's defaults: top 1, windows of 384 tokens, stride 128,
+// answers of at most 15 tokens, no empty answer.
+struct xlmr_qa_params xlmr_qa_default_params(void);
+
+// Answers `questions[i]` in `contexts[i]` for each i < `n`, as transformers 4.x's
+// question-answering pipeline: per question the `params.top_k` best answers, best first.
+// A model without a question-answering head gives `XLMR_STATUS_UNSUPPORTED`.
+//
+// # Safety
+// `questions` and `contexts` are NULL or point to `n` pointers, each NULL or a
+// NUL-terminated string; `out` is NULL or writable.
+enum xlmr_status xlmr_answer(const struct xlmr_model *model,
+                             const char *const *questions,
+                             const char *const *contexts,
+                             size_t n,
+                             struct xlmr_qa_params params,
+                             struct xlmr_answers **out);
+
+// Number of questions in a result (0 for NULL or a freed result).
+size_t xlmr_answers_n_questions(const struct xlmr_answers *answers);
+
+// Number of answers to question `question` (0 if out of range).
+size_t xlmr_answers_n_answers(const struct xlmr_answers *answers, size_t question);
+
+// `*out` = answer `rank` (0 = best) to question `question`.
+//
+// # Safety
+// `out` is NULL or writable.
+enum xlmr_status xlmr_answers_get(const struct xlmr_answers *answers,
+                                  size_t question,
+                                  size_t rank,
+                                  struct xlmr_qa_answer *out);
+
+// Frees a question-answering result; NULL is a no-op.
+void xlmr_answers_free(struct xlmr_answers *answers);
+
+// Scores the `n_choices` choices of one prompt: `scores[0..n_choices]` = softmax over the
+// choices, `*best` = index of the highest. A model without a multiple-choice head gives
+// `XLMR_STATUS_UNSUPPORTED`.
+//
+// # Safety
+// `prompt` is NULL or a NUL-terminated string; `choices` is NULL or points to `n_choices`
+// such strings; `scores` is NULL or writable for `n_choices` floats; `best` is NULL or writable.
+enum xlmr_status xlmr_multiple_choice(const struct xlmr_model *model,
+                                      const char *prompt,
+                                      const char *const *choices,
+                                      size_t n_choices,
+                                      bool truncate,
+                                      float *scores,
+                                      size_t *best);
 
 #ifdef __cplusplus
 }  // extern "C"

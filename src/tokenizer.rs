@@ -69,30 +69,15 @@ impl Tokenizer {
     /// Token ids of `text` with `<s>` and `</s>`. Too long: an error naming the length,
     /// unless `truncate`, which keeps the first tokens and the closing `</s>`.
     pub fn encode(&self, text: &str, truncate: bool) -> Result<Vec<u32>> {
-        let enc = if truncate {
-            let mut t = self.inner.clone();
-            t.with_truncation(Some(TruncationParams {
-                max_length: self.max_tokens,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-            contained(|| t.encode(text, true))
-        } else {
-            contained(|| self.inner.encode(text, true))
-        }
-        .map_err(Error::Tokenizer)?
-        .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let ids = enc.get_ids().to_vec();
-        if ids.len() > self.max_tokens {
-            return Err(Error::Input(format!(
-                "input has {} tokens, more than the model's {} (use --truncate to cut it)",
-                ids.len(),
-                self.max_tokens
-            )));
-        }
-        Ok(ids)
+        Ok(self.encoding(text, None, truncate)?.get_ids().to_vec())
+    }
+
+    /// A copy of the tokenizer that truncates as `strategy` says.
+    fn truncating(&self, max_length: usize, strategy: TruncationStrategy, stride: usize) -> Result<tokenizers::Tokenizer> {
+        let mut t = self.inner.clone();
+        t.with_truncation(Some(TruncationParams { max_length, strategy, stride, direction: TruncationDirection::Right }))
+            .map_err(|e| Error::Input(format!("max length {max_length} / stride {stride}: {e}")))?;
+        Ok(t)
     }
 
     /// The whole encoding of a text or a text pair (`<s> A </s></s> B </s>`), with character
@@ -104,18 +89,12 @@ impl Tokenizer {
             None => tokenizers::EncodeInput::Single(text.into()),
         };
         let enc = if truncate {
-            let mut t = self.inner.clone();
-            t.with_truncation(Some(TruncationParams {
-                max_length: self.max_tokens,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-            t.encode_char_offsets(input, true)
+            let t = self.truncating(self.max_tokens, TruncationStrategy::LongestFirst, 0)?;
+            contained(|| t.encode_char_offsets(input, true))
         } else {
-            self.inner.encode_char_offsets(input, true)
+            contained(|| self.inner.encode_char_offsets(input, true))
         }
+        .map_err(Error::Tokenizer)?
         .map_err(|e| Error::Tokenizer(e.to_string()))?;
         if enc.len() > self.max_tokens {
             return Err(Error::Input(format!(
@@ -131,16 +110,9 @@ impl Tokenizer {
     /// windows that overlap by `stride` tokens, as transformers' question-answering pipeline
     /// does (`truncation="only_second"`, `return_overflowing_tokens=True`).
     pub fn question_windows(&self, question: &str, context: &str, max_len: usize, stride: usize) -> Result<Vec<tokenizers::Encoding>> {
-        let mut t = self.inner.clone();
-        t.with_truncation(Some(TruncationParams {
-            max_length: max_len,
-            strategy: TruncationStrategy::OnlySecond,
-            stride,
-            direction: TruncationDirection::Right,
-        }))
-        .map_err(|e| Error::Input(format!("max_seq_len {max_len} / doc_stride {stride}: {e}")))?;
-        let mut enc = t
-            .encode_char_offsets(tokenizers::EncodeInput::Dual(question.into(), context.into()), true)
+        let t = self.truncating(max_len, TruncationStrategy::OnlySecond, stride)?;
+        let mut enc = contained(|| t.encode_char_offsets(tokenizers::EncodeInput::Dual(question.into(), context.into()), true))
+            .map_err(Error::Tokenizer)?
             .map_err(|e| Error::Input(format!("the question does not leave room for the context in {max_len} tokens ({e})")))?;
         let overflowing = enc.take_overflowing();
         Ok(std::iter::once(enc).chain(overflowing).collect())
@@ -156,7 +128,7 @@ impl Tokenizer {
     pub fn tokens_to_string(&self, tokens: Vec<String>) -> Result<String> {
         use tokenizers::Decoder;
         match self.inner.get_decoder() {
-            Some(d) => d.decode(tokens).map_err(|e| Error::Tokenizer(e.to_string())),
+            Some(d) => contained(|| d.decode(tokens)).map_err(Error::Tokenizer)?.map_err(|e| Error::Tokenizer(e.to_string())),
             None => Ok(tokens.join(" ")),
         }
     }

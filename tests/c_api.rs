@@ -50,7 +50,10 @@ fn committed_header_is_what_cbindgen_generates() {
         committed == generated,
         "include/xlmr.h is out of date with src/ffi/; regenerate it with XLMR_UPDATE_HEADER=1 cargo test --test c_api committed_header"
     );
-    for name in ["xlmr_model_load", "xlmr_embed", "xlmr_fill_mask", "xlmr_get_hidden_states", "XLMR_VERSION_MAJOR", "XLMR_POOLING_MEAN"] {
+    for name in [
+        "xlmr_model_load", "xlmr_embed", "xlmr_fill_mask", "xlmr_get_hidden_states", "XLMR_VERSION_MAJOR", "XLMR_POOLING_MEAN",
+        "xlmr_classify", "xlmr_token_classify", "xlmr_answer", "xlmr_multiple_choice", "XLMR_TOP_K_ALL",
+    ] {
         assert!(generated.contains(name), "{name} missing from the header");
     }
 }
@@ -492,4 +495,144 @@ fn last_error_is_per_thread() {
     assert!(last_error().contains("model is NULL"));
     let other = std::thread::spawn(last_error).join().unwrap();
     assert_eq!(other, "", "another thread has no error yet");
+}
+
+// ---------------------------------------------------------------- fine-tuned heads
+
+fn head_model_path(name: &str) -> PathBuf {
+    common::converted(&common::head_model(name), GgmlType::F32)
+}
+
+/// examples/heads.c on each head kind agrees with the library (which tests/heads.rs holds
+/// against transformers' pipelines), and says UNSUPPORTED for another head's task.
+#[test]
+fn c_heads_example_matches_the_library() {
+    let exe = compile("heads", Link::Static);
+    let run_on = |name: &str, args: &[&str]| {
+        let path = head_model_path(name);
+        let mut all = vec![path.to_str().unwrap().to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+        (Model::load(&path).unwrap(), run(&exe, &refs))
+    };
+
+    let (lib, out) = run_on("seq-cls", &["How are you?", "Je vais bien, merci."]);
+    let want = lib.classify(&[xlmr::TextInput::Pair("How are you?", "Je vais bien, merci.")], &xlmr::ClassifyOptions { top_k: xlmr::TopK::All, ..Default::default() }).unwrap();
+    let got = records(&out, "label");
+    assert_eq!(got.len(), want[0].len());
+    for (g, w) in got.iter().zip(&want[0]) {
+        assert_eq!(g[1], w.label);
+        assert!((g[2].parse::<f32>().unwrap() - w.score).abs() <= 1e-6);
+    }
+    assert_eq!(records(&out, "head")[0][1..], ["1", "5"]);
+    assert_eq!(records(&out, "error")[0][1], "XLMR_STATUS_UNSUPPORTED");
+
+    let text = "Angela Merkel met Emmanuel Macron in Paris.";
+    let (lib, out) = run_on("token-cls", &[text]);
+    let want = lib.token_classify(&[text], &Default::default()).unwrap();
+    let got = records(&out, "entity");
+    assert_eq!(got.len(), want[0].len());
+    for (g, w) in got.iter().zip(&want[0]) {
+        assert_eq!([g[1], g[3], g[4], g[5]], [w.entity_group.as_deref().unwrap(), &w.start.to_string(), &w.end.to_string(), &w.word]);
+    }
+
+    let (question, context) = ("Where did the meeting take place?", "The meeting took place in Geneva on a rainy Tuesday.");
+    let (lib, out) = run_on("qa", &[question, context]);
+    let want = lib.answer(&[xlmr::QaInput { question, context }], &xlmr::QaOptions { top_k: 2, ..Default::default() }).unwrap();
+    let got = records(&out, "answer");
+    assert_eq!(got.len(), want[0].len());
+    for (g, w) in got.iter().zip(&want[0]) {
+        assert_eq!([g[2], g[3], g[4]], [&w.start.to_string(), &w.end.to_string(), &w.answer]);
+    }
+
+    let (lib, out) = run_on("multiple-choice", &["The cat sat on the", "mat.", "moon."]);
+    let want = lib.multiple_choice(&[xlmr::Choices { prompt: "The cat sat on the", choices: vec!["mat.", "moon."] }], false).unwrap();
+    let got = records(&out, "choice");
+    for (k, g) in got.iter().enumerate() {
+        assert!((g[2].parse::<f32>().unwrap() - want[0].scores[k]).abs() <= 1e-6);
+        assert_eq!(g[3], if k == want[0].best { "1" } else { "0" });
+    }
+}
+
+#[test]
+fn c_heads_example_is_clean_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("valgrind is not installed; skipping");
+        return;
+    }
+    let suppressions = common::root().join("examples/valgrind.supp");
+    let exe = compile("heads", Link::Static);
+    for (name, args) in [("seq-cls", vec!["Hallo", "Welt"]), ("token-cls", vec!["Angela Merkel"]), ("qa", vec!["Who?", "Marie wrote it."]), ("multiple-choice", vec!["p", "a", "b"])] {
+        let path = head_model_path(name);
+        let out = Command::new("valgrind")
+            .args(["--quiet", "--leak-check=full", "--errors-for-leak-kinds=definite,possible", "--error-exitcode=1"])
+            .arg(format!("--suppressions={}", suppressions.display()))
+            .arg(&exe)
+            .arg(&path)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "valgrind reports problems in heads ({name}):\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn ffi_heads_reject_bad_arguments() {
+    use xlmr_status::*;
+    let cls = load(&head_model_path("seq-cls"));
+    let ner = load(&head_model_path("token-cls"));
+    let (_owned, texts) = c_texts(&["Hallo Welt", ""]);
+    // Safety (whole block): NULLs, stale handles and bad values on purpose; every non-NULL
+    // pointer given is valid.
+    unsafe {
+        let mut result = ptr::null_mut();
+        assert_eq!(xlmr_classify(ptr::null(), texts.as_ptr(), ptr::null(), 1, 1, 0, false, &mut result), XLMR_STATUS_INVALID_ARGUMENT);
+        assert_eq!(xlmr_classify(cls, texts.as_ptr(), ptr::null(), 1, 0, 0, false, &mut result), XLMR_STATUS_INVALID_ARGUMENT);
+        assert!(last_error().contains("top_k is 0"), "{}", last_error());
+        assert_eq!(xlmr_classify(cls, texts.as_ptr(), ptr::null(), 1, 1, 9, false, &mut result), XLMR_STATUS_INVALID_ARGUMENT);
+        assert_eq!(xlmr_classify(cls, texts.as_ptr(), ptr::null(), 1, 1, 0, false, ptr::null_mut()), XLMR_STATUS_INVALID_ARGUMENT);
+        // An empty second side of a pair, an empty text: input errors.
+        let pairs = [texts[0], texts[1]];
+        assert_eq!(xlmr_classify(cls, texts.as_ptr(), pairs.as_ptr().add(1), 1, 1, 0, false, &mut result), XLMR_STATUS_INPUT);
+        assert!(last_error().contains("text_pair is empty"), "{}", last_error());
+        assert_eq!(xlmr_classify(cls, texts.as_ptr(), ptr::null(), 2, 1, 0, false, &mut result), XLMR_STATUS_INPUT);
+        assert!(result.is_null(), "out untouched on failure");
+        // Another head's task.
+        assert_eq!(xlmr_classify(ner, texts.as_ptr(), ptr::null(), 1, 1, 0, false, &mut result), XLMR_STATUS_UNSUPPORTED);
+        assert!(last_error().contains("XLMRobertaXLForSequenceClassification"), "{}", last_error());
+        let mut entities = ptr::null_mut();
+        assert_eq!(xlmr_token_classify(ner, texts.as_ptr(), 1, 7, ptr::null(), 0, false, &mut entities), XLMR_STATUS_INVALID_ARGUMENT);
+        assert_eq!(xlmr_token_classify(cls, texts.as_ptr(), 1, 1, ptr::null(), 0, false, &mut entities), XLMR_STATUS_UNSUPPORTED);
+        let mut answers = ptr::null_mut();
+        let params = xlmr_qa_default_params();
+        assert_eq!(xlmr_answer(cls, texts.as_ptr(), ptr::null(), 1, params, &mut answers), XLMR_STATUS_INVALID_ARGUMENT);
+        assert!(last_error().contains("contexts is NULL"), "{}", last_error());
+        let (mut scores, mut best) = ([0.0f32; 2], 0usize);
+        assert_eq!(xlmr_multiple_choice(cls, texts[0], texts.as_ptr(), 1, false, scores.as_mut_ptr(), &mut best), XLMR_STATUS_UNSUPPORTED);
+
+        // A result: accessors in range, then freed twice and used after free.
+        assert_eq!(xlmr_classify(cls, texts.as_ptr(), ptr::null(), 1, XLMR_TOP_K_ALL, 0, false, &mut result), XLMR_STATUS_OK);
+        assert_eq!(xlmr_classify_n_texts(result), 1);
+        assert_eq!(xlmr_classify_n_labels(result, 0), 5);
+        let mut label = xlmr_label_score { label: ptr::null(), score: 0.0 };
+        assert_eq!(xlmr_classify_get(result, 0, 5, &mut label), XLMR_STATUS_INVALID_ARGUMENT);
+        assert_eq!(xlmr_classify_get(result, 0, 4, &mut label), XLMR_STATUS_OK);
+        xlmr_classify_free(result);
+        assert_eq!(xlmr_classify_n_texts(result), 0);
+        assert_eq!(xlmr_classify_get(result, 0, 0, &mut label), XLMR_STATUS_INVALID_ARGUMENT);
+        xlmr_classify_free(result);
+        assert!(last_error().contains("not a live xlmr_classify_result"), "{}", last_error());
+
+        assert_eq!(xlmr_model_head_kind(cls), xlmr_head_kind::XLMR_HEAD_SEQUENCE_CLASSIFICATION as i32);
+        assert_eq!(xlmr_model_n_labels(cls), 5);
+        let mut buf = [0 as c_char; 4];
+        let mut len = 0usize;
+        assert_eq!(xlmr_model_label(cls, 4, buf.as_mut_ptr(), buf.len(), &mut len), XLMR_STATUS_OK);
+        assert_eq!(len, "другое".len(), "full length even when truncated");
+        assert_eq!(xlmr_model_label(cls, 5, buf.as_mut_ptr(), buf.len(), &mut len), XLMR_STATUS_INVALID_ARGUMENT);
+        xlmr_model_free(cls);
+        assert_eq!(xlmr_model_head_kind(cls), 0);
+        assert_eq!(xlmr_classify(cls, texts.as_ptr(), ptr::null(), 1, 1, 0, false, &mut result), XLMR_STATUS_INVALID_ARGUMENT);
+        xlmr_model_free(ner);
+    }
 }

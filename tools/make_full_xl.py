@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Write a full-size, random-weight facebook/xlm-roberta-xl checkpoint in Hugging Face layout.
 
-    python3 tools/make_full_xl.py OUT_DIR [--dtype f32|f16|bf16] [--layers N] [--untied] [--check]
+    python3 tools/make_full_xl.py OUT_DIR [--size xl|xxl] [--dtype f32|f16|bf16] [--layers N] [--untied] [--check]
+
+--size xxl writes facebook/xlm-roberta-xxl's shapes instead (same code: hidden 4096, FFN 16384,
+32 heads of 128, 48 layers; ~43 GB in f32 at 48 layers, so use --layers 2 for a quick run:
+~2.4 GB in f32, mostly the 250880 x 4096 word embedding).
 
 OUT_DIR gets config.json (the real XL's, with num_hidden_layers = --layers), model.safetensors
 and tokenizer files. The weights are streamed to disk: the safetensors header is computed up
@@ -62,6 +66,10 @@ XL_CONFIG = {
     "use_cache": True,
     "vocab_size": 250880,
 }
+
+# facebook/xlm-roberta-xxl: the same architecture at 10.7 B parameters.
+XXL_CONFIG = dict(XL_CONFIG, hidden_size=4096, intermediate_size=16384, num_hidden_layers=48)
+SIZES = {"xl": XL_CONFIG, "xxl": XXL_CONFIG}
 
 DTYPES = {"f32": ("F32", 4, "float32"), "f16": ("F16", 2, "float16"), "bf16": ("BF16", 2, "bfloat16")}
 
@@ -147,8 +155,8 @@ def encode(chunk, dtype):
     return rounded.astype(np.uint16).tobytes()
 
 
-def write_checkpoint(out_dir, dtype, layers, untied):
-    config = dict(XL_CONFIG, num_hidden_layers=layers, tie_word_embeddings=not untied, torch_dtype=DTYPES[dtype][2])
+def write_checkpoint(out_dir, dtype, layers, untied, size="xl"):
+    config = dict(SIZES[size], num_hidden_layers=layers, tie_word_embeddings=not untied, torch_dtype=DTYPES[dtype][2])
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
@@ -200,13 +208,15 @@ def main():
     parser = argparse.ArgumentParser(description="Write a random-weight XLM-RoBERTa-XL checkpoint (HF layout).")
     parser.add_argument("out_dir")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="f32")
-    parser.add_argument("--layers", type=int, default=36, help="encoder layers (36 in the real XL)")
+    parser.add_argument("--size", choices=sorted(SIZES), default="xl", help="xl (3.5 B) or xxl (10.7 B) shapes")
+    parser.add_argument("--layers", type=int, default=None, help="encoder layers (default: 36 for xl, 48 for xxl)")
     parser.add_argument("--untied", action="store_true", help="write lm_head.decoder.* as separate tensors")
     parser.add_argument("--check", action="store_true", help="verify names and shapes against transformers")
     args = parser.parse_args()
-    if args.layers < 1:
+    layers = SIZES[args.size]["num_hidden_layers"] if args.layers is None else args.layers
+    if layers < 1:
         parser.error("--layers must be at least 1")
-    path, config = write_checkpoint(args.out_dir, args.dtype, args.layers, args.untied)
+    path, config = write_checkpoint(args.out_dir, args.dtype, layers, args.untied, args.size)
     if args.check:
         check(path, config)
     return 0

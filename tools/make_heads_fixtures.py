@@ -220,7 +220,8 @@ def assemble(name, tmp):
 def load(name, tmp):
     folder = assemble(name, tmp)
     arch = json.load(open(os.path.join(folder, "config.json")))["architectures"][0]
-    model = getattr(transformers, arch).from_pretrained(folder).eval()
+    # float(): an f16 checkpoint (xxl) would otherwise load and run in f16.
+    model = getattr(transformers, arch).from_pretrained(folder).float().eval()
     return model, AutoTokenizer.from_pretrained(folder)
 
 

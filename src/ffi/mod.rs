@@ -9,6 +9,9 @@
 #![allow(non_camel_case_types)]
 
 mod handles;
+mod tasks;
+
+pub use tasks::*;
 
 use crate::model::{Model, Pooling};
 use handles::{guard, guard_or, lookup, register, release, Failure, Handle};

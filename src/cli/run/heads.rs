@@ -9,6 +9,16 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
     crate::cli::emit(&format!("{}\n", serde_json::to_string(value).expect("serializable")))
 }
 
+/// As the classification and QA pipelines: without --top-k one object (the best) per input,
+/// with it a list per input.
+fn print_best_or_lists<T: serde::Serialize>(args: &Args, res: &[Vec<T>]) -> Result<()> {
+    if args.top_k.is_none() {
+        print_json(&res.iter().map(|r| &r[0]).collect::<Vec<_>>())
+    } else {
+        print_json(&res)
+    }
+}
+
 /// Positional TEXTs (paired with `--pair` when given), or lines `TEXT` / `TEXT<TAB>TEXT_PAIR`.
 fn text_inputs<'a>(args: &'a Args, inputs: &'a [String]) -> Vec<TextInput<'a>> {
     inputs
@@ -33,12 +43,7 @@ pub fn classify(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
     let texts = text_inputs(args, inputs);
     let res = model.classify(&texts, &opts)?;
     if args.json {
-        // Without --top-k the pipeline answers one {label, score} per input, with it a list.
-        if args.top_k.is_none() {
-            print_json(&res.iter().map(|r| &r[0]).collect::<Vec<_>>())?;
-        } else {
-            print_json(&res)?;
-        }
+        print_best_or_lists(args, &res)?;
         return Ok(());
     }
     let mut out = String::new();
@@ -126,12 +131,7 @@ pub fn answer(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
     };
     let res = model.answer(&qa, &opts)?;
     if args.json {
-        // Without --top-k one answer object per input (the pipeline's default), else a list.
-        if args.top_k.is_none() {
-            print_json(&res.iter().map(|r| &r[0]).collect::<Vec<_>>())?;
-        } else {
-            print_json(&res)?;
-        }
+        print_best_or_lists(args, &res)?;
         return Ok(());
     }
     let mut out = String::new();
