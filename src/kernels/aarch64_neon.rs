@@ -24,7 +24,9 @@ impl Neon {
     // w: [rows, cols] (rows r0..r0+nr), acts/x: [t, cols], ts.out: [t, TILE_ROWS]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn tile(self, w: &QMatrix, r0: usize, nr: usize, acts: &QuantActs, x: &[f32], t: usize, ts: &mut TileScratch) -> bool {
-        // Safety: the token proves NEON and dotprod.
+        super::matmul::assert_tile_invariants(w, r0, nr, acts, x, t, ts);
+        // Safety: the token proves the CPU features; the invariants the kernel's pointer
+        // arithmetic relies on were asserted just above.
         unsafe { tile_impl(w, r0, nr, acts, x, t, ts) };
         true
     }

@@ -147,6 +147,28 @@ fn write_tile_row(dst: &mut [f32], tile: &[f32], bias: Option<&[f32]>, accumulat
 }
 
 
+/// The invariants the SIMD tile kernels' raw-pointer code relies on, checked once per
+/// tile by each safe `tile` entry point (so no caller can make them read out of bounds):
+/// the rows exist, the activations are `t` tokens of `w.cols` in the format of `w`'s
+/// type (or `x` holds them, for float weights), and the output holds `t` tile rows.
+// w: [rows, cols] (rows r0..r0+nr), acts/x: [t, cols], ts.out: [t, TILE_ROWS]
+pub(crate) fn assert_tile_invariants(w: &QMatrix, r0: usize, nr: usize, acts: &QuantActs, x: &[f32], t: usize, ts: &TileScratch) {
+    assert!(nr <= TILE_ROWS && r0 + nr <= w.rows, "tile rows {r0}+{nr} outside the matrix's {} (tile of {TILE_ROWS})", w.rows);
+    match ActFormat::for_weights(w.ty) {
+        Some(format) => assert!(
+            acts.format == Some(format) && acts.cols == w.cols && acts.t >= t,
+            "activations ({:?}, {} x {}) do not match {} weights of {} columns for {t} tokens",
+            acts.format,
+            acts.t,
+            acts.cols,
+            w.ty,
+            w.cols
+        ),
+        None => assert!(x.len() >= t * w.cols, "{} activation values for {t} tokens of {} columns", x.len(), w.cols),
+    }
+    assert!(ts.out.len() >= t * TILE_ROWS, "tile output of {} values for {t} tokens", ts.out.len());
+}
+
 /// ts.out[tok * TILE_ROWS + r] = dot(W row r0 + r, token tok), r < nr, tok < t.
 #[allow(clippy::too_many_arguments)]
 fn compute_tile(level: Isa, w: &QMatrix, r0: usize, nr: usize, acts: &QuantActs, x: &[f32], t: usize, ts: &mut TileScratch) {
@@ -182,5 +204,34 @@ fn compute_tile(level: Isa, w: &QMatrix, r0: usize, nr: usize, acts: &QuantActs,
         for r in 0..nr {
             ts.out[tok * TILE_ROWS + r] = scalar::dot_row(w, r0 + r, acts, tok, x);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::GgmlType;
+
+    /// The safe tile entry points refuse activations that do not match the weights
+    /// (issue 10, defect 10: they used to trust their caller).
+    #[test]
+    fn tile_invariants_refuse_mismatched_activations() {
+        let data = vec![0u16; 17 * 2]; // two Q8_0 rows of 32 (f16-aligned storage)
+        // Safety: u16 storage viewed as its bytes (no padding, align 1).
+        let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), 68) };
+        let w = QMatrix::new(GgmlType::Q8_0, bytes, 2, 32).unwrap();
+        let mut acts = QuantActs::default();
+        let ts = TileScratch { out: vec![0.0; 4 * TILE_ROWS], ..Default::default() };
+        // Q8_K activations (for Q4_K) against Q8_0 weights.
+        super::super::quantize_acts(Isa::Scalar, ActFormat::Q8K, &[0.0; 256], 1, 256, &mut acts);
+        let r = std::panic::catch_unwind(|| assert_tile_invariants(&w, 0, 2, &acts, &[], 1, &ts));
+        assert!(r.is_err(), "wrong activation format must be refused");
+        // Right format, too few tokens for t = 4.
+        super::super::quantize_acts(Isa::Scalar, ActFormat::Q8_0, &[0.0; 32], 1, 32, &mut acts);
+        assert!(std::panic::catch_unwind(|| assert_tile_invariants(&w, 0, 2, &acts, &[], 4, &ts)).is_err());
+        // Rows past the matrix.
+        assert!(std::panic::catch_unwind(|| assert_tile_invariants(&w, 1, 2, &acts, &[], 1, &ts)).is_err());
+        // All consistent: accepted.
+        assert_tile_invariants(&w, 0, 2, &acts, &[], 1, &ts);
     }
 }

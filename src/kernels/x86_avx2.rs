@@ -21,7 +21,9 @@ impl Avx2 {
     // w: [rows, cols] (rows r0..r0+nr), acts/x: [t, cols], ts.out: [t, TILE_ROWS]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn tile(self, w: &QMatrix, r0: usize, nr: usize, acts: &QuantActs, x: &[f32], t: usize, ts: &mut TileScratch) -> bool {
-        // Safety: the token proves AVX2, FMA and F16C.
+        super::matmul::assert_tile_invariants(w, r0, nr, acts, x, t, ts);
+        // Safety: the token proves the CPU features; the invariants the kernel's pointer
+        // arithmetic relies on were asserted just above.
         unsafe { tile_impl(w, r0, nr, acts, x, t, ts) };
         true
     }

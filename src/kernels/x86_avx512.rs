@@ -39,10 +39,12 @@ impl Avx512 {
     // w: [rows, cols] (rows r0..r0+nr), acts/x: [t, cols], ts.out: [t, TILE_ROWS]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn tile(self, vnni: bool, w: &QMatrix, r0: usize, nr: usize, acts: &QuantActs, x: &[f32], t: usize, ts: &mut TileScratch) -> bool {
+        super::matmul::assert_tile_invariants(w, r0, nr, acts, x, t, ts);
         let vnni = vnni && self.has_vnni();
         match w.ty {
             GgmlType::F32 | GgmlType::F16 => {
-                // Safety: the token proves AVX-512 F/BW/VL/DQ, AVX2, FMA and F16C.
+                // Safety: the token proves AVX-512 F/BW/VL/DQ, AVX2, FMA and F16C; the tile
+                // invariants were asserted above.
                 unsafe { float_tile(w, r0, nr, x, t, &mut ts.row_f32, &mut ts.out) };
                 true
             }
@@ -50,7 +52,8 @@ impl Avx512 {
             // leave Q8_0 to the AVX2 kernel.
             GgmlType::Q8_0 if !vnni => false,
             GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4K => {
-                // Safety: as above; VNNI instructions run only when `vnni` was checked.
+                // Safety: as above (invariants asserted at entry); VNNI instructions run only
+                // when `vnni` was checked.
                 unsafe {
                     repack_tile(w, r0, nr, &mut ts.repack, &mut ts.pad);
                     // The buffer may be longer, left from a wider matrix.
