@@ -28,8 +28,10 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new(c: &ModelConfig, n: usize) -> Self {
-        let z = |len: usize| vec![0.0f32; len];
-        Scratch { x: z(n * c.hidden), h: z(n * c.hidden), q: z(n * c.hidden), k: z(n * c.hidden), v: z(n * c.hidden), attn: z(n * c.hidden), up: z(n * c.ffn), mm: MatmulScratch::new(), profile: None }
+        let (x, h, q, k, v, attn, up) = Default::default();
+        let mut s = Scratch { x, h, q, k, v, attn, up, mm: MatmulScratch::new(), profile: None };
+        s.resize(c, n);
+        s
     }
 
     /// Sizes the buffers for `n` token rows, keeping their memory: a reused scratch

@@ -296,24 +296,6 @@ impl Model {
     }
 }
 
-use crate::tasks::{ClassifyFunction, LabelScore, TopK};
-
-impl Model {
-    /// `classify` on already-tokenized inputs (`<s> A </s>` or `<s> A </s></s> B </s>`),
-    /// e.g. those of several server requests run as one batch.
-    pub fn classify_tokens(&self, seqs: &[Vec<u32>], function: Option<ClassifyFunction>, top_k: TopK) -> Result<Vec<Vec<LabelScore>>> {
-        use crate::heads::HeadKind;
-        use crate::tasks::text_classification::label_scores;
-        let info = self.require_head(HeadKind::SequenceClassification)?;
-        // The head reads `<s>` only.
-        let cls_rows = self.final_states(seqs, |_| 1).concat();
-        let Some(Head::SequenceClassification(head)) = self.head_weights() else { unreachable!("kind checked above") };
-        let logits = head.forward(&cls_rows);
-        let function = function.unwrap_or_else(|| ClassifyFunction::default_for(info));
-        Ok(logits.chunks_exact(info.labels.len()).map(|l| label_scores(l, &info.labels, function, top_k)).collect())
-    }
-}
-
 /// Scales `v` to unit L2 norm (a zero vector stays zero).
 pub fn l2_normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);

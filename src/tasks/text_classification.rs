@@ -113,17 +113,25 @@ pub fn label_scores(logits: &[f32], labels: &[String], function: ClassifyFunctio
 impl Model {
     /// Classifies each text or text pair: per input, `top_k` labels with scores, best first.
     pub fn classify(&self, inputs: &[TextInput], opts: &ClassifyOptions) -> Result<Vec<Vec<LabelScore>>> {
-        let info = self.require_head(HeadKind::SequenceClassification)?;
+        // Checked before tokenizing, so a model without the head fails first.
+        self.require_head(HeadKind::SequenceClassification)?;
         if opts.top_k == TopK::N(0) {
             return Err(Error::Input("top_k must be at least 1 (or `all`)".into()));
         }
         let seqs = self.tokenize_inputs(inputs, opts.truncate)?;
+        self.classify_tokens(&seqs, opts.function, opts.top_k)
+    }
+
+    /// `classify` on already-tokenized inputs (`<s> A </s>` or `<s> A </s></s> B </s>`),
+    /// e.g. those of several server requests run as one batch.
+    pub fn classify_tokens(&self, seqs: &[Vec<u32>], function: Option<ClassifyFunction>, top_k: TopK) -> Result<Vec<Vec<LabelScore>>> {
+        let info = self.require_head(HeadKind::SequenceClassification)?;
         // The head reads `<s>` only.
-        let cls_rows = self.final_states(&seqs, |_| 1).concat();
+        let cls_rows = self.final_states(seqs, |_| 1).concat();
         let Some(Head::SequenceClassification(head)) = self.head_weights() else { unreachable!("kind checked above") };
         let logits = head.forward(&cls_rows);
-        let function = opts.function.unwrap_or_else(|| ClassifyFunction::default_for(info));
-        Ok(logits.chunks_exact(info.labels.len()).map(|l| label_scores(l, &info.labels, function, opts.top_k)).collect())
+        let function = function.unwrap_or_else(|| ClassifyFunction::default_for(info));
+        Ok(logits.chunks_exact(info.labels.len()).map(|l| label_scores(l, &info.labels, function, top_k)).collect())
     }
 }
 
