@@ -131,6 +131,18 @@ fn tokens_per_block(level: Isa, ty: GgmlType) -> usize {
     }
 }
 
+/// Tokens per block for a batch of `t`: a small batch as one block where the level's
+/// kernel takes it (AVX-512 VNNI, one panel at a time), else balanced blocks of at most
+/// [`tokens_per_block`] (8 tokens as 4 + 4, not 6 + 2: a block of few tokens has few
+/// independent `vpdpbusd` chains and runs far below peak).
+fn token_block(level: Isa, ty: GgmlType, t: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if level == Isa::Avx512Vnni && t <= super::x86_avx512_gemm::SINGLE_PANEL_MAX_TOKENS {
+        return t.max(1);
+    }
+    t.div_ceil(t.div_ceil(tokens_per_block(level, ty)))
+}
+
 /// `outs[p][tok, j] (+)= epilogue(bias[r] + sum_i x[tok, i] * W[r, i])` for matrix row
 /// `r = p * part_rows + j`, where the rows are split evenly over the outputs.
 // w: [rows, cols] packed, x: [t, cols], bias: [rows], outs: parts x [t, rows / parts]
@@ -173,10 +185,7 @@ pub fn gemm_at_level(
         _ => 0,
     };
     let simd = gemm_has_kernel(level);
-    let max_nt = tokens_per_block(level, w.ty);
-    // Balanced blocks (8 tokens as 4 + 4, not 6 + 2): a block of few tokens has few
-    // independent `vpdpbusd` chains and runs far below peak.
-    let nt = t.div_ceil(t.div_ceil(max_nt));
+    let nt = token_block(level, w.ty, t);
     if simd {
         let start = std::time::Instant::now();
         scratch.panels.build(&scratch.acts, t, nt, offset);

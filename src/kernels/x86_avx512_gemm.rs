@@ -1,5 +1,5 @@
 use super::gemm::PairBlock;
-use super::packed::PANEL_ROWS;
+use super::packed::{PAIR_ROWS, PANEL_ROWS};
 use crate::quant::GgmlType;
 use std::arch::x86_64::*;
 
@@ -12,13 +12,24 @@ pub(crate) fn tokens_per_block(ty: GgmlType) -> usize {
     }
 }
 
+/// Batches of up to this many tokens run as one block, one panel at a time (see
+/// [`pair_block`]).
+pub(crate) const SINGLE_PANEL_MAX_TOKENS: usize = 8;
+
 /// Adds to `tile` the dot products of the two panels of `b` with the `nt` tokens of
 /// its token block, over units `b.u0..b.u1`.
+///
+/// Up to [`tokens_per_block`] tokens, both panels share each broadcast activation. Larger
+/// blocks (small batches, up to [`SINGLE_PANEL_MAX_TOKENS`]) take one panel at a time:
+/// both panels would not fit the registers, and one block of 8 tokens unpacks each Q4
+/// weight vector once for 8 `vpdpbusd` chains where two blocks of 4 would unpack it twice
+/// for 4 chains each (latency-bound).
 ///
 /// # Safety
 /// The CPU must have AVX-512 F/BW/VL/DQ, F16C and VNNI; `b` must point at valid packed
 /// panels and at one token block of activation panels (as built by [`super::gemm`]),
-/// `1 <= nt <= b.stride`, and `tile` must hold `nt x 32` f32 values.
+/// `1 <= nt <= b.stride`, `nt <= SINGLE_PANEL_MAX_TOKENS`, and `tile` must hold
+/// `nt x 32` f32 values.
 // panels: 2 x [16, cols] packed, activations: [nt, cols] -> tile: [nt, 32] (+=)
 pub(crate) unsafe fn pair_block(b: &PairBlock, nt: usize, tile: *mut f32) {
     match b.ty {
@@ -30,38 +41,56 @@ pub(crate) unsafe fn pair_block(b: &PairBlock, nt: usize, tile: *mut f32) {
 }
 
 trait Kernel {
-    /// # Safety: as [`pair_block`], with exactly `NT` tokens.
-    unsafe fn run<const NT: usize>(b: &PairBlock, tile: *mut f32);
+    /// Panels `m0..m0 + MP` of the pair against exactly `NT` tokens.
+    ///
+    /// # Safety: as [`pair_block`], with exactly `NT` tokens and `m0 + MP <= 2`.
+    unsafe fn run<const MP: usize, const NT: usize>(b: &PairBlock, m0: usize, tile: *mut f32);
 }
 
-/// Runs the kernel instantiated for exactly `nt` tokens.
+/// Runs the kernel instantiated for exactly `nt` tokens: both panels at once up to the
+/// type's register block, one at a time above it.
 #[inline(always)]
 unsafe fn dispatch_nt<K: Kernel>(b: &PairBlock, nt: usize, tile: *mut f32) {
+    let pair_max = tokens_per_block(b.ty);
     match nt {
-        1 => K::run::<1>(b, tile),
-        2 => K::run::<2>(b, tile),
-        3 => K::run::<3>(b, tile),
-        4 => K::run::<4>(b, tile),
-        5 => K::run::<5>(b, tile),
-        6 => K::run::<6>(b, tile),
-        7 => K::run::<7>(b, tile),
-        8 => K::run::<8>(b, tile),
+        1 => K::run::<2, 1>(b, 0, tile),
+        2 => K::run::<2, 2>(b, 0, tile),
+        3 => K::run::<2, 3>(b, 0, tile),
+        4 => K::run::<2, 4>(b, 0, tile),
+        5 if pair_max >= 5 => K::run::<2, 5>(b, 0, tile),
+        6 if pair_max >= 6 => K::run::<2, 6>(b, 0, tile),
+        5 => (0..2).for_each(|m| K::run::<1, 5>(b, m, tile)),
+        6 => (0..2).for_each(|m| K::run::<1, 6>(b, m, tile)),
+        7 => (0..2).for_each(|m| K::run::<1, 7>(b, m, tile)),
+        8 => (0..2).for_each(|m| K::run::<1, 8>(b, m, tile)),
         n => unreachable!("token block of {n}"),
     }
 }
 
+/// Panel `m0 + m` of the pair, token `n`: `tile[n][16 (m0 + m)..][..16]`.
 #[inline(always)]
-unsafe fn load_tile<const NT: usize>(tile: *mut f32) -> [[__m512; NT]; 2] {
-    std::array::from_fn(|m| std::array::from_fn(|n| _mm512_loadu_ps(tile.add(n * 2 * PANEL_ROWS + PANEL_ROWS * m))))
+unsafe fn tile_at(tile: *mut f32, m0: usize, m: usize, n: usize) -> *mut f32 {
+    tile.add(n * PAIR_ROWS + PANEL_ROWS * (m0 + m))
 }
 
 #[inline(always)]
-unsafe fn store_tile<const NT: usize>(tile: *mut f32, acc: &[[__m512; NT]; 2]) {
+unsafe fn load_tile<const MP: usize, const NT: usize>(tile: *mut f32, m0: usize) -> [[__m512; NT]; MP] {
+    std::array::from_fn(|m| std::array::from_fn(|n| _mm512_loadu_ps(tile_at(tile, m0, m, n))))
+}
+
+#[inline(always)]
+unsafe fn store_tile<const MP: usize, const NT: usize>(tile: *mut f32, m0: usize, acc: &[[__m512; NT]; MP]) {
     for (m, row) in acc.iter().enumerate() {
         for (n, v) in row.iter().enumerate() {
-            _mm512_storeu_ps(tile.add(n * 2 * PANEL_ROWS + PANEL_ROWS * m), *v);
+            _mm512_storeu_ps(tile_at(tile, m0, m, n), *v);
         }
     }
+}
+
+/// The panels `m0..m0 + MP` of the pair.
+#[inline(always)]
+unsafe fn panels<const MP: usize>(b: &PairBlock, m0: usize) -> [*const u8; MP] {
+    std::array::from_fn(|m| b.panel0.add((m0 + m) * b.panel_bytes))
 }
 
 /// Q4 weight vector: low (`high == false`) or high nibbles of the 64 bytes at `p`.
@@ -88,8 +117,8 @@ impl BlockWeights for Q8_0Kernel {
 }
 impl Kernel for Q8_0Kernel {
     #[inline(always)]
-    unsafe fn run<const NT: usize>(b: &PairBlock, tile: *mut f32) {
-        block32::<NT, Self>(b, tile)
+    unsafe fn run<const MP: usize, const NT: usize>(b: &PairBlock, m0: usize, tile: *mut f32) {
+        block32::<MP, NT, Self>(b, m0, tile)
     }
 }
 
@@ -102,48 +131,51 @@ impl BlockWeights for Q4_0Kernel {
 }
 impl Kernel for Q4_0Kernel {
     #[inline(always)]
-    unsafe fn run<const NT: usize>(b: &PairBlock, tile: *mut f32) {
-        block32::<NT, Self>(b, tile)
+    unsafe fn run<const MP: usize, const NT: usize>(b: &PairBlock, m0: usize, tile: *mut f32) {
+        block32::<MP, NT, Self>(b, m0, tile)
     }
 }
 
 /// Q8_0 and Q4_0 (one f16 scale per 32 weights): per block, int32 sums from the
 /// offset correction, then `acc += sum * (w_scale * x_scale)`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512vnni")]
-unsafe fn block32<const NT: usize, W: BlockWeights>(b: &PairBlock, tile: *mut f32) {
-    let w = [b.panel0, b.panel0.add(b.panel_bytes)];
+unsafe fn block32<const MP: usize, const NT: usize, W: BlockWeights>(b: &PairBlock, m0: usize, tile: *mut f32) {
+    let w = panels::<MP>(b, m0);
     let st = b.stride;
-    let mut acc = load_tile::<NT>(tile);
+    let mut acc = load_tile::<MP, NT>(tile, m0);
     for u in b.u0..b.u1 {
-        let mut ai: [[__m512i; NT]; 2] = [[_mm512_setzero_si512(); NT]; 2];
+        let mut ai: [[__m512i; NT]; MP] = [[_mm512_setzero_si512(); NT]; MP];
         for n in 0..NT {
-            ai[0][n] = _mm512_set1_epi32(*b.corr.add(u * st + n));
-            ai[1][n] = ai[0][n];
-        }
-        for k in 0..8 {
-            let wv = [W::vector(w[0], u, k), W::vector(w[1], u, k)];
-            for n in 0..NT {
-                let x = _mm512_set1_epi32(*b.xq.add((8 * u + k) * st + n));
-                ai[0][n] = _mm512_dpbusd_epi32(ai[0][n], wv[0], x);
-                ai[1][n] = _mm512_dpbusd_epi32(ai[1][n], wv[1], x);
+            let c = _mm512_set1_epi32(*b.corr.add(u * st + n));
+            for row in ai.iter_mut() {
+                row[n] = c;
             }
         }
-        let s = [0, 1].map(|m| _mm512_cvtph_ps(_mm256_loadu_si256(w[m].add(b.weights_len + 32 * u).cast())));
+        for k in 0..8 {
+            let wv: [__m512i; MP] = std::array::from_fn(|m| W::vector(w[m], u, k));
+            for n in 0..NT {
+                let x = _mm512_set1_epi32(*b.xq.add((8 * u + k) * st + n));
+                for m in 0..MP {
+                    ai[m][n] = _mm512_dpbusd_epi32(ai[m][n], wv[m], x);
+                }
+            }
+        }
+        let s: [__m512; MP] = std::array::from_fn(|m| _mm512_cvtph_ps(_mm256_loadu_si256(w[m].add(b.weights_len + 32 * u).cast())));
         for n in 0..NT {
             let d = _mm512_set1_ps(*b.xd.add(u * st + n));
-            for m in 0..2 {
+            for m in 0..MP {
                 acc[m][n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[m][n]), _mm512_mul_ps(s[m], d), acc[m][n]);
             }
         }
     }
-    store_tile::<NT>(tile, &acc);
+    store_tile::<MP, NT>(tile, m0, &acc);
 }
 
 struct Q4KKernel;
 impl Kernel for Q4KKernel {
     #[inline(always)]
-    unsafe fn run<const NT: usize>(b: &PairBlock, tile: *mut f32) {
-        q4_k_block::<NT>(b, tile)
+    unsafe fn run<const MP: usize, const NT: usize>(b: &PairBlock, m0: usize, tile: *mut f32) {
+        q4_k_block::<MP, NT>(b, m0, tile)
     }
 }
 
@@ -151,29 +183,30 @@ impl Kernel for Q4KKernel {
 /// `mins = sum_j m_j sum(x_j)` (integers, held in f32: exact below 2^24), then
 /// `xd (d scaled - dmin mins)` into the tile.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512vnni")]
-unsafe fn q4_k_block<const NT: usize>(b: &PairBlock, tile: *mut f32) {
-    let w = [b.panel0, b.panel0.add(b.panel_bytes)];
+unsafe fn q4_k_block<const MP: usize, const NT: usize>(b: &PairBlock, m0: usize, tile: *mut f32) {
+    let w = panels::<MP>(b, m0);
     let st = b.stride;
     let u8s = |p: *const u8| _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast())));
     for u in b.u0..b.u1 {
-        let sc_base = [0, 1].map(|m| w[m].add(b.weights_len + 320 * u));
-        let mut scaled: [[__m512; NT]; 2] = [[_mm512_setzero_ps(); NT]; 2];
-        let mut mins: [[__m512; NT]; 2] = [[_mm512_setzero_ps(); NT]; 2];
+        let sc_base = w.map(|p| p.add(b.weights_len + 320 * u));
+        let mut scaled: [[__m512; NT]; MP] = [[_mm512_setzero_ps(); NT]; MP];
+        let mut mins: [[__m512; NT]; MP] = [[_mm512_setzero_ps(); NT]; MP];
         for j in 0..8 {
-            let mut ai: [[__m512i; NT]; 2] = [[_mm512_setzero_si512(); NT]; 2];
+            let mut ai: [[__m512i; NT]; MP] = [[_mm512_setzero_si512(); NT]; MP];
             for k in 0..8 {
-                let wv = [0, 1].map(|m| nibbles(w[m].add(2048 * u + 512 * (j / 2) + 64 * k), j % 2 == 1));
+                let wv: [__m512i; MP] = std::array::from_fn(|m| nibbles(w[m].add(2048 * u + 512 * (j / 2) + 64 * k), j % 2 == 1));
                 for n in 0..NT {
                     let x = _mm512_set1_epi32(*b.xq.add((64 * u + 8 * j + k) * st + n));
-                    ai[0][n] = _mm512_dpbusd_epi32(ai[0][n], wv[0], x);
-                    ai[1][n] = _mm512_dpbusd_epi32(ai[1][n], wv[1], x);
+                    for m in 0..MP {
+                        ai[m][n] = _mm512_dpbusd_epi32(ai[m][n], wv[m], x);
+                    }
                 }
             }
-            let sc = [0, 1].map(|m| u8s(sc_base[m].add(64 + 32 * j)));
-            let mn = [0, 1].map(|m| u8s(sc_base[m].add(64 + 32 * j + 16)));
+            let sc = sc_base.map(|p| u8s(p.add(64 + 32 * j)));
+            let mn = sc_base.map(|p| u8s(p.add(64 + 32 * j + 16)));
             for n in 0..NT {
                 let sum = _mm512_set1_ps(*b.sums.add((8 * u + j) * st + n));
-                for m in 0..2 {
+                for m in 0..MP {
                     scaled[m][n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[m][n]), sc[m], scaled[m][n]);
                     mins[m][n] = _mm512_fmadd_ps(mn[m], sum, mins[m][n]);
                 }
@@ -181,16 +214,16 @@ unsafe fn q4_k_block<const NT: usize>(b: &PairBlock, tile: *mut f32) {
         }
         let d = sc_base.map(|p| _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())));
         let dmin = sc_base.map(|p| _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32).cast())));
-        let mut acc = load_tile::<NT>(tile);
+        let mut acc = load_tile::<MP, NT>(tile, m0);
         for n in 0..NT {
             let xdv = _mm512_set1_ps(*b.xd.add(u * st + n));
-            for m in 0..2 {
+            for m in 0..MP {
                 // Unfused, as the scalar reference rounds: the two terms nearly cancel.
                 let v = _mm512_sub_ps(_mm512_mul_ps(d[m], scaled[m][n]), _mm512_mul_ps(dmin[m], mins[m][n]));
                 acc[m][n] = _mm512_add_ps(acc[m][n], _mm512_mul_ps(xdv, v));
             }
         }
-        store_tile::<NT>(tile, &acc);
+        store_tile::<MP, NT>(tile, m0, &acc);
     }
 }
 
