@@ -1,4 +1,5 @@
 mod cli;
+#[cfg(feature = "serve")]
 mod serve;
 
 fn main() {

@@ -1,3 +1,4 @@
+#![cfg(feature = "serve")]
 //! `xlmr serve` through a real process on a free loopback port: every route against the
 //! library / `xlmr run`, every error path in TEI's shape, 64 concurrent clients, SIGTERM
 //! with requests in flight, real Python clients, and the README's curl examples.

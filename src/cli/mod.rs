@@ -4,6 +4,7 @@ mod bench;
 mod convert;
 mod info;
 mod run;
+#[cfg(feature = "serve")]
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,7 @@ enum Command {
     /// Measure speed and memory on synthetic inputs (like llama-bench)
     Bench(bench::Args),
     /// Serve the model over HTTP (text-embeddings-inference and OpenAI embeddings APIs)
+    #[cfg(feature = "serve")]
     Serve(serve::Args),
 }
 
@@ -54,6 +56,7 @@ pub fn main() -> i32 {
         Command::Info(args) => info::run(args),
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::run(args),
+        #[cfg(feature = "serve")]
         Command::Serve(args) => serve::run(args),
     };
     match result {
