@@ -241,7 +241,7 @@ pub fn gemm_at_level(
                     pair_block_ref(w, pair, u0..u1, acts, t, &mut tile);
                 }
             }
-            write_out(&tile, pair, rows, part_rows, t, bias, &out_ptrs, epilogue);
+            write_out(&mut tile, pair, rows, part_rows, t, bias, &out_ptrs, epilogue);
         });
     });
 }
@@ -261,9 +261,22 @@ fn pair_block_ref(w: &PackedMatrix, pair: usize, units: std::ops::Range<usize>, 
 
 /// Writes the pair's tile `[t, 32]` to the outputs with bias and epilogue.
 #[allow(clippy::too_many_arguments)]
-fn write_out(tile: &[f32], pair: usize, rows: usize, part_rows: usize, t: usize, bias: Option<&[f32]>, outs: &[SharedOut], epilogue: Epilogue) {
+fn write_out(tile: &mut [f32], pair: usize, rows: usize, part_rows: usize, t: usize, bias: Option<&[f32]>, outs: &[SharedOut], epilogue: Epilogue) {
     let r0 = pair * PAIR_ROWS;
     let r1 = (r0 + PAIR_ROWS).min(rows);
+    let (bias, epilogue) = if epilogue == Epilogue::Gelu {
+        // GELU on the whole tile in one call, then a plain store: per output row segment
+        // (16-32 values) the vectorized loop would hand most values to its scalar tail.
+        if let Some(b) = bias {
+            for row in tile.chunks_exact_mut(PAIR_ROWS) {
+                row.iter_mut().zip(&b[r0..r1]).for_each(|(v, &b)| *v += b);
+            }
+        }
+        super::isa::gelu_erf(isa(), &mut tile[..t * PAIR_ROWS]);
+        (None, Epilogue::Store)
+    } else {
+        (bias, epilogue)
+    };
     let mut r = r0;
     while r < r1 {
         // A run of rows inside one output part.
@@ -282,13 +295,7 @@ fn write_out(tile: &[f32], pair: usize, rows: usize, part_rows: usize, t: usize,
                 (Epilogue::Store, None) => dst.copy_from_slice(src),
                 (Epilogue::Accumulate, Some(b)) => dst.iter_mut().zip(src).zip(b).for_each(|((d, &v), &b)| *d += v + b),
                 (Epilogue::Accumulate, None) => dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v),
-                (Epilogue::Gelu, b) => {
-                    match b {
-                        Some(b) => dst.iter_mut().zip(src).zip(b).for_each(|((d, &v), &b)| *d = v + b),
-                        None => dst.copy_from_slice(src),
-                    }
-                    super::isa::gelu_erf(isa(), dst);
-                }
+                (Epilogue::Gelu, _) => unreachable!("applied to the whole tile above"),
             }
         }
         r = run_end;

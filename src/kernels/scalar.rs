@@ -148,7 +148,31 @@ pub fn exp_f32(a: f32) -> f32 {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    p * pow2_of_integer(n)
+}
+
+/// 2^n for an integer-valued n in -126..=127, without a float-to-int cast: Rust's
+/// saturating `as i32` compiles to scalar compare-and-move code that stops the
+/// vectorization of every loop around it. Adding 1.5 * 2^23 + 127 puts n + 127 in the
+/// low mantissa bits (exactly: ulp 1 there), and the shift moves them into the exponent
+/// while the exponent bits of 1.5 * 2^23 fall off the top.
+#[inline(always)]
+fn pow2_of_integer(n: f32) -> f32 {
+    f32::from_bits((n + (12_582_912.0 + 127.0)).to_bits() << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The cast-free 2^n equals the direct bit construction for every n exp_f32 can
+    /// produce (the clamp keeps n in -126..=127).
+    #[test]
+    fn pow2_of_integer_is_exact() {
+        for n in -126..=127 {
+            assert_eq!(super::pow2_of_integer(n as f32).to_bits(), (((n + 127) as u32) << 23), "2^{n}");
+        }
+        let (lo, hi) = ((-87.3f32 * std::f32::consts::LOG2_E).round_ties_even(), (88.0f32 * std::f32::consts::LOG2_E).round_ties_even());
+        assert!(lo >= -126.0 && hi <= 127.0, "clamp range gives n in {lo}..={hi}");
+    }
 }
 
 /// erfc(|x| / sqrt 2) with ~2e-7 relative error: the Numerical Recipes Chebyshev fit
