@@ -199,6 +199,10 @@ pub fn gemm_at_level(
     let layout = w.layout();
     let units = cols / layout.cols;
     let chunk_units = (CHUNK_COLS / layout.cols).max(1);
+    // Values per token block in each activation panel buffer (divisions hoisted out of the
+    // innermost loops, where they cost ~1.5 % at 512 tokens).
+    #[cfg(target_arch = "x86_64")]
+    let per_block = [panels.qs.len(), panels.d.len(), panels.corr.len(), panels.sums.len()].map(|len| len / t.div_ceil(nt));
     (0..w.panels() / 2).into_par_iter().for_each(|pair| {
         TILE.with(|cell| {
             let mut tile = cell.borrow_mut();
@@ -209,7 +213,7 @@ pub fn gemm_at_level(
                 if simd {
                     #[cfg(target_arch = "x86_64")]
                     for (b, tok0) in (0..t).step_by(nt).enumerate() {
-                        let per = |len: usize| len / t.div_ceil(nt) * b;
+                        let [qs, d, corr, sums] = per_block.map(|per| per * b);
                         let block = PairBlock {
                             ty: w.ty,
                             panel0: w.panel(2 * pair).as_ptr(),
@@ -217,10 +221,10 @@ pub fn gemm_at_level(
                             weights_len: units * layout.weight_bytes,
                             u0,
                             u1,
-                            xq: panels.qs[per(panels.qs.len())..].as_ptr(),
-                            xd: panels.d[per(panels.d.len())..].as_ptr(),
-                            corr: panels.corr[per(panels.corr.len())..].as_ptr(),
-                            sums: panels.sums[per(panels.sums.len())..].as_ptr(),
+                            xq: panels.qs[qs..].as_ptr(),
+                            xd: panels.d[d..].as_ptr(),
+                            corr: panels.corr[corr..].as_ptr(),
+                            sums: panels.sums[sums..].as_ptr(),
                             stride: nt,
                         };
                         // Safety: `simd` means the CPU has the level's features (AVX-512
