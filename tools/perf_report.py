@@ -11,7 +11,9 @@ Each round runs, one after the other so that neighbours' noise hits all of them 
 PyTorch fp32 and int8-dynamic (quantize_dynamic, fbgemm) on the same checkpoint, PyTorch fp32
 restricted to AVX2 (in a subprocess with MKL/oneDNN/ATen capped at AVX2: the laptop anchor),
 then `xlmr bench --json` on each GGUF at the best ISA level with packed weights, q8_0 with
-XLMR_PACK=0 (the shared read-only mapping), and q8_0/q4_0 at XLMR_ISA=avx2. Per-layer times are
+XLMR_PACK=0 (the shared read-only mapping), and q8_0/q4_0 at XLMR_ISA=avx2; with --llamacpp-python,
+also llama.cpp q8_0/q4_0/q4_k on a post-LN stand-in with the same widths and layer count
+(tools/bench_llamacpp.py in that venv, in a subprocess). Per-layer times are
 the whole forward's median of 5 runs divided by the layer count. Prints JSON lines per round,
 then a Markdown table of the medians over rounds and of the per-round ratios.
 """
@@ -58,6 +60,16 @@ def xlmr_times(xbin, gguf, tokens, label, env):
     return {f"{label}@{e['tokens']}": e["ms_per_layer"] for e in json.loads(res.stdout)}
 
 
+def llamacpp_times(python, hf_dir, tokens, types):
+    """llama.cpp's ms per layer (tools/bench_llamacpp.py's last JSON line), as many layers as HF_DIR."""
+    with open(os.path.join(hf_dir, "config.json")) as f:
+        layers = json.load(f)["num_hidden_layers"]
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_llamacpp.py")
+    res = subprocess.run([python, script, "--layers", str(layers), "--tokens", tokens, "--types", ",".join(types), "--runs", "5"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("hf_dir")
@@ -66,6 +78,7 @@ def main():
     ap.add_argument("--tokens", default="8,128,512")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--avx2-tokens", default="8,128", help="lengths for the AVX2 rows (its unpacked path is slow at 512)")
+    ap.add_argument("--llamacpp-python", help="python of a venv with llama-cpp-python: adds llama.cpp columns")
     ap.add_argument("--child-avx2", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     tokens = [int(t) for t in a.tokens.split(",")]
@@ -77,6 +90,7 @@ def main():
         ("q8_0 XLMR_PACK=0", "q8_0", {"XLMR_PACK": "0"}),
         ("q8_0 avx2", "q8_0", {"XLMR_ISA": "avx2"}), ("q4_0 avx2", "q4_0", {"XLMR_ISA": "avx2"}),
     ]
+    llama_types = ["q8_0", "q4_0", "q4_k"] if a.llamacpp_python else []
     rows = []
     for r in range(a.rounds):
         row = torch_times(a.hf_dir, tokens, True)
@@ -87,20 +101,26 @@ def main():
         for label, ty, env in configs:
             lengths = avx2_tokens if env.get("XLMR_ISA") == "avx2" else tokens
             row.update(xlmr_times(a.xlmr_bin, f"{a.gguf_prefix}-{ty}.gguf", lengths, label, env))
+        if llama_types:
+            row.update(llamacpp_times(a.llamacpp_python, a.hf_dir, a.tokens, llama_types))
         print(json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
         rows.append(row)
 
     med = lambda key: statistics.median(r[key] for r in rows)
     ratio = lambda key, anchor: statistics.median(r[key] / r[anchor] for r in rows)
     print(f"\nms per XL-width layer, median of {a.rounds} interleaved rounds (ratio to PyTorch int8-dynamic; AVX2 rows: to PyTorch fp32 on AVX2)\n")
-    print("| tokens | PyTorch fp32 | PyTorch int8 | PyTorch fp32 AVX2 | " + " | ".join(f"xlmr {c[0]}" for c in configs) + " |")
-    print("|---" * (4 + len(configs)) + "|")
+    print("| tokens | PyTorch fp32 | PyTorch int8 | PyTorch fp32 AVX2 | " + " | ".join(f"xlmr {c[0]}" for c in configs)
+          + "".join(f" | llama.cpp {ty}" for ty in llama_types) + " |")
+    print("|---" * (4 + len(configs) + len(llama_types)) + "|")
     for t in tokens:
         cells = [f"{med(f'torch-fp32@{t}'):.1f}", f"{med(f'torch-int8@{t}'):.2f}", f"{med(f'torch-fp32-avx2@{t}'):.1f}"]
         for label, _, env in configs:
             anchor = f"torch-fp32-avx2@{t}" if env.get("XLMR_ISA") == "avx2" else f"torch-int8@{t}"
             key = f"{label}@{t}"
             cells.append(f"{med(key):.2f} ({ratio(key, anchor):.2f}x)" if key in rows[0] else "-")
+        for ty in llama_types:
+            key = f"llama.cpp {ty}@{t}"
+            cells.append(f"{med(key):.2f} ({ratio(key, f'torch-int8@{t}'):.2f}x)")
         print(f"| {t} | " + " | ".join(cells) + " |")
 
 
