@@ -37,7 +37,45 @@ pub fn contained<T>(call: impl FnOnce() -> T) -> std::result::Result<T, String> 
 
 /// Parses a tokenizer.json document with the tokenizers crate; the error is one line.
 pub fn parse_json(json: &str) -> std::result::Result<tokenizers::Tokenizer, String> {
+    check_precompiled_charsmaps(json)?;
     contained(|| json.parse::<tokenizers::Tokenizer>().map_err(|e| e.to_string()))?
+}
+
+/// Refuses a `Precompiled` normalizer whose sentencepiece charsmap claims a trie longer
+/// than the charsmap itself. The tokenizers crate (spm_precompiled 0.1) reserves memory
+/// for the claimed length before reading it: 4 bytes of a file could ask for 8 GiB, which
+/// aborts a process under a memory limit (found by fuzz/).
+fn check_precompiled_charsmaps(json: &str) -> std::result::Result<(), String> {
+    use base64::Engine;
+    use serde_json::Value;
+    #[derive(serde::Deserialize)]
+    struct Document {
+        // Every other field is skipped without being built.
+        #[serde(default)]
+        normalizer: Option<Value>,
+    }
+    fn visit(v: &Value) -> std::result::Result<(), String> {
+        match v {
+            Value::Object(fields) => {
+                if let (Some("Precompiled"), Some(Value::String(b64))) = (fields.get("type").and_then(Value::as_str), fields.get("precompiled_charsmap")) {
+                    // What does not decode is left to the tokenizers crate, which refuses it.
+                    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) {
+                        if let Some((head, rest)) = bytes.split_first_chunk::<4>() {
+                            let trie = u32::from_le_bytes(*head) as usize;
+                            if trie > rest.len() {
+                                return Err(format!("its sentencepiece precompiled_charsmap is malformed: the trie claims {trie} bytes but only {} follow", rest.len()));
+                            }
+                        }
+                    }
+                }
+                fields.values().try_for_each(visit)
+            }
+            Value::Array(items) => items.iter().try_for_each(visit),
+            _ => Ok(()),
+        }
+    }
+    let doc: Document = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    doc.normalizer.as_ref().map_or(Ok(()), visit)
 }
 
 /// Drops the `truncation` and `padding` settings a tokenizer.json may carry (training

@@ -446,3 +446,28 @@ fn replay(target: &str, data: &[u8]) {
         other => panic!("no replay for fuzz target `{other}`"),
     }
 }
+
+/// A sentencepiece charsmap whose trie length claims more bytes than it holds is refused
+/// before the tokenizers crate sees it: that crate reserves memory for the claimed length
+/// first (3.2 GB for the committed input found by the fuzzer; up to 8 GiB), which aborts a
+/// process under a memory limit. Through the converter's spm reader and through a
+/// tokenizer.json (the form a GGUF file embeds), nested in a normalizer Sequence.
+#[test]
+fn precompiled_charsmap_bomb_is_refused_before_parsing() {
+    let bomb = std::fs::read(regressions().join("spm_model/precompiled_trie_size_bomb")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sentencepiece.bpe.model");
+    std::fs::write(&path, &bomb).unwrap();
+    let err = xlmr::convert::spm::tokenizer_json_from_spm(&path).unwrap_err().to_string();
+    assert!(err.contains("precompiled_charsmap is malformed: the trie claims"), "{err}");
+
+    use base64::Engine;
+    let mut charsmap = (1u32 << 31).to_le_bytes().to_vec();
+    charsmap.extend_from_slice(b"abcd");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&charsmap);
+    let json = std::fs::read_to_string(common::root().join("fuzz/seeds/tokenizer_json/micro.json")).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    doc["normalizer"] = serde_json::json!({"type": "Sequence", "normalizers": [{"type": "Precompiled", "precompiled_charsmap": b64}]});
+    let err = xlmr::tokenizer::Tokenizer::from_json(&doc.to_string(), 16).err().expect("refused").to_string();
+    assert!(err.contains("the trie claims 2147483648 bytes but only 4 follow"), "{err}");
+}
