@@ -314,3 +314,62 @@ fn cli_bad_input_is_one_line_and_scores_nothing() {
         assert!(err.contains(needle), "{err}");
     }
 }
+
+#[test]
+fn c_api_scores_and_spans_match_the_library() {
+    use std::ffi::{c_char, CStr, CString};
+    use std::ptr;
+    use xlmr::ffi::*;
+    let path = convert("xcomet", GgmlType::F32);
+    let r = reference("xcomet");
+    let want = Model::load(&path).unwrap().score(&triplets(&r, true)).unwrap();
+    let col = |k: &str| -> Vec<CString> { r["triplets"].as_array().unwrap().iter().map(|t| CString::new(t[k].as_str().unwrap()).unwrap()).collect() };
+    let (src, mt, rf) = (col("src"), col("mt"), col("ref"));
+    let ptrs = |v: &[CString]| -> Vec<*const c_char> { v.iter().map(|s| s.as_ptr()).collect() };
+    let (sp, mp, rp) = (ptrs(&src), ptrs(&mt), ptrs(&rf));
+    let n = sp.len();
+    let c_path = CString::new(path.to_str().unwrap()).unwrap();
+    // Safety (whole block): every pointer given is valid or NULL on purpose.
+    unsafe {
+        let mut model = ptr::null_mut();
+        assert_eq!(xlmr_model_load(c_path.as_ptr(), xlmr_model_default_params(), &mut model), xlmr_status::XLMR_STATUS_OK);
+        let mut result = ptr::null_mut();
+        assert_eq!(xlmr_score(model, sp.as_ptr(), mp.as_ptr(), ptr::null(), 0, &mut result), xlmr_status::XLMR_STATUS_INVALID_ARGUMENT);
+        assert_eq!(xlmr_score(model, sp.as_ptr(), ptr::null(), ptr::null(), n, &mut result), xlmr_status::XLMR_STATUS_INVALID_ARGUMENT);
+        assert!(result.is_null(), "out untouched on failure");
+        assert_eq!(xlmr_score(model, sp.as_ptr(), mp.as_ptr(), rp.as_ptr(), n, &mut result), xlmr_status::XLMR_STATUS_OK);
+        assert_eq!(xlmr_score_n_segments(result), n);
+        assert!((xlmr_score_system(result) - want.system_score).abs() < 1e-9);
+        let spans = want.metadata.error_spans.as_ref().unwrap();
+        for i in 0..n {
+            let mut s = std::mem::zeroed::<xlmr_segment_score>();
+            assert_eq!(xlmr_score_get(result, i, &mut s), xlmr_status::XLMR_STATUS_OK);
+            assert_eq!(s.score, want.scores[i]);
+            assert_eq!(s.mqm_score, want.metadata.mqm_scores.as_ref().unwrap()[i]);
+            assert_eq!(s.n_spans, spans[i].len());
+            for (j, e) in spans[i].iter().enumerate() {
+                let mut span = std::mem::zeroed::<xlmr_error_span>();
+                assert_eq!(xlmr_score_get_span(result, i, j, &mut span), xlmr_status::XLMR_STATUS_OK);
+                assert_eq!(CStr::from_ptr(span.text).to_str().unwrap(), e.text);
+                assert_eq!(CStr::from_ptr(span.severity).to_str().unwrap(), e.severity);
+                assert_eq!((span.start, span.end, span.confidence), (e.start, e.end, e.confidence));
+            }
+            let mut span = std::mem::zeroed::<xlmr_error_span>();
+            assert_eq!(xlmr_score_get_span(result, i, spans[i].len(), &mut span), xlmr_status::XLMR_STATUS_INVALID_ARGUMENT);
+        }
+        xlmr_score_free(result);
+        assert_eq!(xlmr_score_n_segments(result), 0);
+        xlmr_model_free(model);
+
+        // A reference-based model without references; a model that is not a COMET metric.
+        let da = CString::new(convert("da", GgmlType::F32).to_str().unwrap()).unwrap();
+        let mut model = ptr::null_mut();
+        assert_eq!(xlmr_model_load(da.as_ptr(), xlmr_model_default_params(), &mut model), xlmr_status::XLMR_STATUS_OK);
+        assert_eq!(xlmr_score(model, sp.as_ptr(), mp.as_ptr(), ptr::null(), n, &mut result), xlmr_status::XLMR_STATUS_INPUT);
+        xlmr_model_free(model);
+        let plain = CString::new(common::converted(&common::tiny(), GgmlType::F32).to_str().unwrap()).unwrap();
+        assert_eq!(xlmr_model_load(plain.as_ptr(), xlmr_model_default_params(), &mut model), xlmr_status::XLMR_STATUS_OK);
+        assert_eq!(xlmr_score(model, sp.as_ptr(), mp.as_ptr(), rp.as_ptr(), n, &mut result), xlmr_status::XLMR_STATUS_UNSUPPORTED);
+        xlmr_model_free(model);
+    }
+}
