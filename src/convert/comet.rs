@@ -128,6 +128,7 @@ pub fn convert_comet(opts: &ConvertOptions, encoder: Option<&Path>) -> Result<Co
     config.id2label = None;
     config.num_labels = None;
     config.problem_type = None;
+    config.name_or_path = dir.canonicalize().ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
     let tokenizer_json = comet_tokenizer_json(&encoder_dir)?;
 
     let source = CometSource(super::pickle::TorchBin::open(&ckpt_path)?);

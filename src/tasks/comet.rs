@@ -113,15 +113,18 @@ impl Model {
             return Err(Error::Input(format!("this COMET model ({}) needs references (-r/--references)", cfg.class.identifier())));
         }
         let max_len = cfg.max_positions.saturating_sub(2).min(self.config.max_tokens);
-        let tokenize = |text: &str, n: usize| -> Result<Segment> {
-            let (ids, offsets) = self.tokenizer.encode_truncated(text, max_len).map_err(|e| Error::Input(format!("segment {n}: {e}")))?;
-            self.check_vocab(n, &ids)?;
-            Ok(Segment { ids, offsets })
-        };
+        // src, mt, ref of each triplet, tokenized in one pass (one truncating tokenizer).
+        let texts: Vec<&str> = triplets.iter().flat_map(|t| [t.src, t.mt, t.reference.unwrap_or("")]).collect();
+        let mut encoded = self.tokenizer.encode_truncated(&texts, max_len)?.into_iter();
         let mut segs: Vec<[Option<Segment>; 3]> = Vec::with_capacity(triplets.len());
         for (i, t) in triplets.iter().enumerate() {
-            let reference = t.reference.map(|r| tokenize(r, i + 1)).transpose()?;
-            segs.push([Some(tokenize(t.src, i + 1)?), Some(tokenize(t.mt, i + 1)?), reference]);
+            let mut next = || -> Result<Segment> {
+                let (ids, offsets) = encoded.next().expect("three texts per triplet");
+                self.check_vocab(i + 1, &ids)?;
+                Ok(Segment { ids, offsets })
+            };
+            let (src, mt, reference) = (next()?, next()?, next()?);
+            segs.push([Some(src), Some(mt), t.reference.map(|_| reference)]);
         }
         match cfg.class {
             CometClass::Regression => self.score_regression(cfg, &segs),
