@@ -4,7 +4,7 @@
 compare xlmr's quantized scores with its f32 ones. Developer tool, not CI.
 
   /work/venv457/bin/python tools/bench_comet.py make  XL_DIR OUT_DIR      # COMET folder (f16 ckpt)
-  /work/venv457/bin/python tools/bench_comet.py data  OUT.jsonl [N]       # N (100) triplets
+  /work/venv457/bin/python tools/bench_comet.py data  OUT.jsonl [N] [S]   # N (100) triplets of 1..S (3) sentences
   /work/venv457/bin/python tools/bench_comet.py comet OUT_DIR DATA.jsonl  # seconds of predict()
   python3 tools/bench_comet.py agree F32.json Q.json                      # error, Pearson, Kendall
 
@@ -13,7 +13,8 @@ via `sparsemax_patch`, word layer = the last layer), OUT_DIR/checkpoints/model.c
 encoder's weights as `encoder.model.*`, random layer mix, estimator and tagger, f16 to halve
 the file) and OUT_DIR/facebook/xlm-roberta-xl/ (config.json + tokenizer, where COMET's
 loader looks when run from OUT_DIR). `comet` runs `predict(..., gpus=0)` in float32 from
-OUT_DIR and prints one JSON line with the seconds spent in predict (model load excluded).
+OUT_DIR and prints one JSON line with the wall and CPU seconds spent in predict (model load
+excluded; THREADS=n sets torch's threads) and COMET's Prediction.
 venv: as tools/make_comet_fixtures.py (unbabel-comet 2.2.7, transformers 4.57).
 """
 
@@ -86,14 +87,14 @@ def make(xl_dir, out_dir):
         yaml.dump(hp, f)
 
 
-def data(out, n=100):
+def data(out, n=100, max_sentences=3):
     rng = random.Random(11)
     with open(out, "w") as f:
         for i in range(n):
             k = rng.randrange(10)
-            src = " ".join(SENTENCES["de"][(k + j) % 10] for j in range(1 + i % 3))
-            mt = " ".join(SENTENCES["en" if rng.random() < 0.6 else "en2"][(k + j) % 10] for j in range(1 + i % 3))
-            ref = " ".join(SENTENCES["en2"][(k + j) % 10] for j in range(1 + i % 3))
+            src = " ".join(SENTENCES["de"][(k + j) % 10] for j in range(1 + i % max_sentences))
+            mt = " ".join(SENTENCES["en" if rng.random() < 0.6 else "en2"][(k + j) % 10] for j in range(1 + i % max_sentences))
+            ref = " ".join(SENTENCES["en2"][(k + j) % 10] for j in range(1 + i % max_sentences))
             f.write(json.dumps({"src": src, "mt": mt, "ref": ref}, ensure_ascii=False) + "\n")
 
 
@@ -104,10 +105,13 @@ def comet(model_dir, data_path):
     os.chdir(model_dir)
     samples = [json.loads(l) for l in open(data_path)]
     model = load_from_checkpoint(os.path.join(model_dir, "checkpoints", "model.ckpt")).float().eval()
-    start = time.perf_counter()
+    if os.environ.get("THREADS"):
+        torch.set_num_threads(int(os.environ["THREADS"]))
+    start, cpu = time.perf_counter(), time.process_time()
     pred = model.predict(samples, batch_size=8, gpus=0, progress_bar=False)
-    seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "segments": len(samples), "threads": torch.get_num_threads(), "scores": pred.scores}))
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "segments": len(samples), "threads": torch.get_num_threads(),
+                      "scores": pred.scores, "metadata": {k: v for k, v in pred.metadata.items()} if "metadata" in pred else None}))
 
 
 def agree(f32_path, q_path):
