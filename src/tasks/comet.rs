@@ -238,6 +238,11 @@ impl Model {
         };
 
         let mut metadata = CometMetadata::default();
+        if k == 3 {
+            metadata.src_scores = Some(per(0));
+            metadata.ref_scores = Some(per(1));
+            metadata.unified_scores = Some(per(2));
+        }
         let scores: Vec<f32> = if cfg.class == CometClass::Xcomet {
             let spans = error_spans.as_ref().expect("XCOMET tags words");
             let mqm: Vec<f32> = spans.iter().map(|s| mqm_score(s)).collect();
@@ -250,22 +255,15 @@ impl Model {
                     })
                     .collect()
             } else {
+                // Reference-free: the [mt, src] score (clamped, reported as src_scores) stands
+                // in for all three regression scores.
+                metadata.src_scores = Some(raw.iter().map(|&v| clamp(v)).collect());
                 let qe_weight = SCORE_WEIGHTS[..3].iter().map(|&w| w as f64).sum::<f64>() as f32;
                 (0..segs.len()).map(|i| clamp(raw[i]) * qe_weight + mqm[i] * SCORE_WEIGHTS[3]).collect()
             };
-            if k == 3 {
-                metadata.src_scores = Some(per(0));
-                metadata.ref_scores = Some(per(1));
-                metadata.unified_scores = Some(per(2));
-            } else {
-                metadata.src_scores = Some(raw.iter().map(|&v| clamp(v)).collect());
-            }
             metadata.mqm_scores = Some(mqm);
             scores
         } else if k == 3 {
-            metadata.src_scores = Some(per(0));
-            metadata.ref_scores = Some(per(1));
-            metadata.unified_scores = Some(per(2));
             (0..segs.len()).map(|i| (raw[i * 3] + raw[i * 3 + 1] + raw[i * 3 + 2]) / 3.0).collect()
         } else {
             raw
