@@ -42,8 +42,15 @@ fn read_lines(path: &Path) -> Result<Vec<String>> {
     Ok(text.lines().map(|l| l.trim().to_string()).collect())
 }
 
-/// (src, mt, ref) columns and the name the text output shows.
-fn read_inputs(args: &Args) -> Result<(Vec<String>, Vec<String>, Option<Vec<String>>, String)> {
+/// The src, mt and ref columns, and the name the text output shows.
+struct Inputs {
+    src: Vec<String>,
+    mt: Vec<String>,
+    refs: Option<Vec<String>>,
+    name: String,
+}
+
+fn read_inputs(args: &Args) -> Result<Inputs> {
     if let Some(path) = &args.file {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let (mut src, mut mt, mut refs) = (Vec::new(), Vec::new(), Vec::new());
@@ -66,7 +73,7 @@ fn read_inputs(args: &Args) -> Result<(Vec<String>, Vec<String>, Option<Vec<Stri
         } else {
             Some(refs.into_iter().enumerate().map(|(i, r)| r.ok_or_else(|| Error::format(path, format!("segment {} has no \"ref\" but others do", i + 1)))).collect::<Result<Vec<_>>>()?)
         };
-        return Ok((src, mt, refs, path.display().to_string()));
+        return Ok(Inputs { src, mt, refs, name: path.display().to_string() });
     }
     let (s, t) = (args.sources.as_ref().expect("clap requires -s"), args.translations.as_ref().expect("clap requires -t"));
     let (src, mt) = (read_lines(s)?, read_lines(t)?);
@@ -83,11 +90,11 @@ fn read_inputs(args: &Args) -> Result<(Vec<String>, Vec<String>, Option<Vec<Stri
         }
         None => None,
     };
-    Ok((src, mt, refs, t.display().to_string()))
+    Ok(Inputs { src, mt, refs, name: t.display().to_string() })
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (src, mt, refs, name) = read_inputs(&args)?;
+    let Inputs { src, mt, refs, name } = read_inputs(&args)?;
     if mt.is_empty() {
         return Err(Error::Input(format!("{name}: no segments to score")));
     }

@@ -312,33 +312,41 @@ impl Model {
     fn decode_spans(&self, cfg: &CometConfig, mt: &Segment, probs: &[f32]) -> Result<Vec<ErrorSpan>> {
         let tags = cfg.tag_count();
         let mut spans = Vec::new();
-        // (token ids, severity, start, end, probabilities) of the open span.
-        let mut open: Option<(Vec<u32>, usize, usize, usize, Vec<f32>)> = None;
+        let mut open: Option<OpenSpan> = None;
         for ((&id, &(start, end)), p) in mt.ids.iter().zip(&mt.offsets).zip(probs.chunks_exact(tags)) {
             let label = crate::tasks::argmax(p);
             let prob = p[label];
             match (&mut open, label) {
                 (None, 0) => {}
-                (None, l) => open = Some((vec![id], l, start, end, vec![prob])),
+                (None, l) => open = Some(OpenSpan { ids: vec![id], label: l, start, end, probs: vec![prob] }),
                 (Some(span), l) if l != 0 => {
-                    span.0.push(id);
-                    span.3 = end;
-                    span.4.push(prob);
+                    span.ids.push(id);
+                    span.end = end;
+                    span.probs.push(prob);
                 }
                 (Some(_), _) => {
-                    let (ids, severity, start, end, probs) = open.take().expect("matched Some");
+                    let span = open.take().expect("matched Some");
                     spans.push(ErrorSpan {
-                        text: self.tokenizer.decode(&ids, false)?,
-                        confidence: probs.iter().sum::<f32>() / probs.len() as f32,
-                        severity: cfg.error_labels[severity - 1].clone(),
-                        start,
-                        end,
+                        text: self.tokenizer.decode(&span.ids, false)?,
+                        confidence: span.probs.iter().sum::<f32>() / span.probs.len() as f32,
+                        severity: cfg.error_labels[span.label - 1].clone(),
+                        start: span.start,
+                        end: span.end,
                     });
                 }
             }
         }
         Ok(spans)
     }
+}
+
+/// A run of error-tagged tokens being read: severity from its first token, end from its last.
+struct OpenSpan {
+    ids: Vec<u32>,
+    label: usize,
+    start: usize,
+    end: usize,
+    probs: Vec<f32>,
 }
 
 /// COMET's `concat_sequences` for one input: `<s> a </s></s> b </s>...` from sequences that
