@@ -138,6 +138,9 @@ typedef struct xlmr_hidden_states xlmr_hidden_states;
 // A loaded model (opaque).
 typedef struct xlmr_model xlmr_model;
 
+// COMET's prediction for a list of segments (opaque).
+typedef struct xlmr_score_result xlmr_score_result;
+
 // Token ids of each text (opaque).
 typedef struct xlmr_tokens xlmr_tokens;
 
@@ -179,6 +182,34 @@ typedef struct xlmr_prediction {
   // The input with this token in place of the mask (UTF-8), as transformers' pipeline gives it.
   const char *sequence;
 } xlmr_prediction;
+
+// Scores of one segment. Fields the model does not report are NaN (see `xlmr_score`).
+typedef struct xlmr_segment_score {
+  // The segment score (COMET's `scores[i]`).
+  float score;
+  // Unified models with src and ref: the [mt, src] score (XCOMET without references:
+  // the clamped [mt, src] score); else NaN.
+  float src_score;
+  // Unified models with src and ref: the [mt, ref] score; else NaN.
+  float ref_score;
+  // Unified models with src and ref: the [mt, src, ref] score; else NaN.
+  float unified_score;
+  // XCOMET: the MQM score from the error spans, in [0, 1]; else NaN.
+  float mqm_score;
+  // Error spans of this segment (0 for models without word-level tags).
+  size_t n_spans;
+} xlmr_segment_score;
+
+// One error span in a translation; `text` and `severity` are borrowed from the result.
+typedef struct xlmr_error_span {
+  const char *text;
+  // "minor", "major" or "critical".
+  const char *severity;
+  float confidence;
+  // Character (Unicode scalar value) offsets into the translation, as COMET reports them.
+  size_t start;
+  size_t end;
+} xlmr_error_span;
 
 // One label of a classification result; `label` is borrowed from the result.
 typedef struct xlmr_label_score {
@@ -394,6 +425,47 @@ enum xlmr_status xlmr_hidden_states_get(const struct xlmr_hidden_states *states,
 
 // Frees a hidden-states result; NULL is a no-op.
 void xlmr_hidden_states_free(struct xlmr_hidden_states *states);
+
+// Scores `n` segments with a COMET model, as unbabel-comet's `predict`: `sources[i]`,
+// `translations[i]` and, when `references` is not NULL, `references[i]`. Without
+// references, XCOMET and unified models score reference-free; a reference-based model gives
+// `XLMR_STATUS_INPUT`, and a model that is not a COMET metric `XLMR_STATUS_UNSUPPORTED`.
+//
+// # Safety
+// `model` is NULL or a live model; `sources` and `translations` (and `references` unless
+// NULL) point to `n` NUL-terminated strings; `out` is NULL or writable.
+enum xlmr_status xlmr_score(const struct xlmr_model *model,
+                            const char *const *sources,
+                            const char *const *translations,
+                            const char *const *references,
+                            size_t n,
+                            struct xlmr_score_result **out);
+
+// Number of segments in a result (0 for NULL or a freed result).
+size_t xlmr_score_n_segments(const struct xlmr_score_result *result);
+
+// The system score: the mean of the segment scores (NaN for NULL or a freed result).
+double xlmr_score_system(const struct xlmr_score_result *result);
+
+// `*out` = the scores of segment `segment`.
+//
+// # Safety
+// `out` is NULL or writable.
+enum xlmr_status xlmr_score_get(const struct xlmr_score_result *result,
+                                size_t segment,
+                                struct xlmr_segment_score *out);
+
+// `*out` = error span `i` of segment `segment`, in text order.
+//
+// # Safety
+// `out` is NULL or writable.
+enum xlmr_status xlmr_score_get_span(const struct xlmr_score_result *result,
+                                     size_t segment,
+                                     size_t i,
+                                     struct xlmr_error_span *out);
+
+// Frees a score result; NULL is a no-op.
+void xlmr_score_free(struct xlmr_score_result *result);
 
 // The model's task head (`xlmr_head_kind` as an `int32_t`; 0 for NULL or a freed model).
 int32_t xlmr_model_head_kind(const struct xlmr_model *model);

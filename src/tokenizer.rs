@@ -144,6 +144,21 @@ impl Tokenizer {
         Ok(enc)
     }
 
+    /// Ids and character offsets of each text with `<s>` and `</s>`, cut to at most `max_len`
+    /// tokens as transformers' `truncation=True, max_length=max_len` cuts one text.
+    pub fn encode_truncated(&self, texts: &[&str], max_len: usize) -> Result<Vec<(Vec<u32>, Vec<(usize, usize)>)>> {
+        let t = self.truncating(max_len, TruncationStrategy::LongestFirst, 0)?;
+        texts
+            .iter()
+            .map(|&text| {
+                let enc = contained(|| t.encode_char_offsets(tokenizers::EncodeInput::Single(text.into()), true))
+                    .map_err(Error::Tokenizer)?
+                    .map_err(|e| Error::Tokenizer(e.to_string()))?;
+                Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
+            })
+            .collect()
+    }
+
     /// `question` + `context` pairs of at most `max_len` tokens: the context is cut into
     /// windows that overlap by `stride` tokens, as transformers' question-answering pipeline
     /// does (`truncation="only_second"`, `return_overflowing_tokens=True`).

@@ -16,6 +16,10 @@ pub struct Args {
     /// Weight type for the linear layers (norms and biases stay f32; see README)
     #[arg(short = 't', long = "type", default_value = "q8_0", value_parser = parse_type)]
     pub ty: GgmlType,
+    /// COMET models: the folder with the encoder's config.json and tokenizer (default: the
+    /// model folder's `<pretrained_model>` subfolder, then the Hugging Face cache)
+    #[arg(long)]
+    pub encoder: Option<PathBuf>,
     /// Print nothing but errors
     #[arg(short, long)]
     pub quiet: bool,
@@ -31,7 +35,11 @@ pub fn run(args: Args) -> xlmr::Result<()> {
     let start = Instant::now();
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let opts = ConvertOptions { model_dir: args.model_dir, output: args.output.clone(), ty: args.ty, progress };
-    let report = convert(&opts)?;
+    let report = if args.encoder.is_some() || xlmr::convert::comet::is_comet_folder(&opts.model_dir) {
+        xlmr::convert::comet::convert_comet(&opts, args.encoder.as_deref())?
+    } else {
+        convert(&opts)?
+    };
     if !args.quiet {
         let fallbacks = report.plans.iter().filter(|p| p.ty != xlmr::convert::plan::preferred_type(p.role, args.ty)).count();
         eprintln!(

@@ -62,6 +62,12 @@ pub fn run(args: Args) -> xlmr::Result<()> {
         Ok(None) => writeln!(out, "  head: none").unwrap(),
         Err(e) => writeln!(out, "  head: invalid ({e})").unwrap(),
     }
+    let layers = f.get_u32(xlmr::gguf::keys::BLOCK_COUNT).map_or(0, |n| n as usize);
+    match xlmr::heads::comet::CometConfig::from_gguf(&f, layers + 1) {
+        Ok(Some(c)) => writeln!(out, "  comet: {} (xlmr score)", comet_summary(&c, layers)).unwrap(),
+        Ok(None) => {}
+        Err(e) => writeln!(out, "  comet: invalid ({e})").unwrap(),
+    }
     writeln!(out).unwrap();
     writeln!(out, "  {:<36} {:<6} {:>18} {:>14}", "tensor", "type", "shape", "bytes").unwrap();
     for t in &f.tensors {
@@ -82,4 +88,29 @@ pub fn run(args: Args) -> xlmr::Result<()> {
     ).unwrap();
     super::emit(&out)?;
     Ok(())
+}
+
+/// One line about a COMET model: class, inputs, layer mix, estimator, word tags.
+fn comet_summary(c: &xlmr::heads::comet::CometConfig, layers: usize) -> String {
+    use xlmr::heads::comet::{CometClass, LayerSelect};
+    let mix = match &c.layer {
+        LayerSelect::Mix { sparsemax, layer_norm, .. } => format!(
+            "{} mix of {} hidden states{}",
+            if *sparsemax { "sparsemax" } else { "softmax" },
+            c.hidden_states,
+            if *layer_norm { " (layer-normed)" } else { "" }
+        ),
+        LayerSelect::Single(k) => format!("hidden state {k}"),
+    };
+    let pool = if c.class == CometClass::Regression { format!(", {} pooling", c.pool.name()) } else { String::new() };
+    let sizes: Vec<String> = c.hidden_sizes.iter().map(|s| s.to_string()).collect();
+    let words = if c.word_level { format!(", word tags at layer {} ({})", c.word_layer, c.error_labels.join("/")) } else { String::new() };
+    format!(
+        "{}, segments {}, {mix}{pool}, estimator {} ({}), encoder layers kept {layers} of {}{words}",
+        c.class.identifier(),
+        c.input_segments.join("+"),
+        sizes.join("-"),
+        c.activation.name(),
+        c.hidden_states - 1
+    )
 }

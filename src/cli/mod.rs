@@ -1,9 +1,10 @@
-//! The `xlmr` command line: convert, info, run, bench, serve.
+//! The `xlmr` command line: convert, info, run, score, bench, serve.
 
 mod bench;
 mod convert;
 mod info;
 mod run;
+mod score;
 #[cfg(feature = "serve")]
 mod serve;
 
@@ -24,6 +25,8 @@ enum Command {
     Info(info::Args),
     /// Run the encoder: fill-mask, embeddings or hidden states
     Run(run::Args),
+    /// Score translations with a COMET metric (XCOMET, CometKiwi, COMET-DA), like comet-score
+    Score(score::Args),
     /// Measure speed and memory on synthetic inputs (like llama-bench)
     Bench(bench::Args),
     /// Serve the model over HTTP (text-embeddings-inference and OpenAI embeddings APIs)
@@ -55,6 +58,7 @@ pub fn main() -> i32 {
         Command::Convert(args) => convert::run(args),
         Command::Info(args) => info::run(args),
         Command::Run(args) => run::run(args),
+        Command::Score(args) => score::run(args),
         Command::Bench(args) => bench::run(args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve::run(args),

@@ -5,12 +5,14 @@
 //! output goes to a temporary file beside the target and is renamed into place only once
 //! complete and re-read successfully: a failed or interrupted convert leaves no file at OUT.
 
+pub mod comet;
 pub mod config;
 pub mod pickle;
 pub mod plan;
 pub mod safetensors;
 pub mod source;
 pub mod spm;
+pub mod yaml;
 
 use crate::error::{Error, Result};
 use crate::gguf::{keys, GgufFile, GgufWriter, Value};
@@ -154,19 +156,37 @@ fn metadata(w: &mut GgufWriter, config: &HfConfig, ty: GgmlType, tokenizer_json:
     Ok(())
 }
 
-/// Converts `opts.model_dir` into `opts.output`.
+/// Converts `opts.model_dir` into `opts.output`; a COMET model folder (hparams.yaml +
+/// checkpoints/model.ckpt) goes through [`comet::convert_comet`].
 pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
     let dir = &opts.model_dir;
     if !dir.is_dir() {
         return Err(Error::format(dir, "not a directory (expected a Hugging Face model folder)"));
     }
+    if comet::is_comet_folder(dir) {
+        return comet::convert_comet(opts, None);
+    }
     let config = HfConfig::load(&dir.join("config.json"))?;
     let tokenizer_json = load_tokenizer_json(dir)?;
     let source = source::open_weights(dir)?;
     let plans = plan::plan_tensors(&config, source.as_ref(), opts.ty)?;
+    write_gguf(opts, &config, tokenizer_json, dir, source.as_ref(), plans, |_| ())
+}
 
+/// Writes the GGUF file: the encoder's metadata (tokenizer from `tokenizer_dir`), what
+/// `extra` adds, then every planned tensor read from `source`.
+pub(crate) fn write_gguf(
+    opts: &ConvertOptions,
+    config: &HfConfig,
+    tokenizer_json: String,
+    tokenizer_dir: &Path,
+    source: &dyn source::WeightSource,
+    plans: Vec<TensorPlan>,
+    extra: impl FnOnce(&mut GgufWriter),
+) -> Result<ConvertReport> {
     let mut writer = GgufWriter::new();
-    metadata(&mut writer, &config, opts.ty, tokenizer_json, dir)?;
+    metadata(&mut writer, config, opts.ty, tokenizer_json, tokenizer_dir)?;
+    extra(&mut writer);
     for p in &plans {
         writer.add_tensor(&p.gguf_name, &p.dims(), p.ty);
     }

@@ -9,8 +9,10 @@
 #![allow(non_camel_case_types)]
 
 mod handles;
+mod score;
 mod tasks;
 
+pub use score::*;
 pub use tasks::*;
 
 use crate::model::{Model, Pooling};

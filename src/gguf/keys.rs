@@ -21,6 +21,9 @@ pub const TYPE_VOCAB_SIZE: &str = "xlm-roberta-xl.type_vocab_size";
 pub const PAD_TOKEN_ID: &str = "xlm-roberta-xl.pad_token_id";
 /// Whether the file carries the MLM head (converted from ...ForMaskedLM).
 pub const HAS_MLM_HEAD: &str = "xlm-roberta-xl.has_mlm_head";
+/// Whether the last hidden state goes through `output_norm` (absent: true). False for
+/// encoders cut below their top layer (COMET models that need only the lower layers).
+pub const FINAL_NORM: &str = "xlm-roberta-xl.final_norm";
 
 pub const TOKENIZER_HF_JSON: &str = "tokenizer.huggingface.json";
 pub const TOKENIZER_MODEL: &str = "tokenizer.ggml.model";

@@ -6,6 +6,7 @@
 //! plain f32 dot products keep the heads exact and independent of the GEMM kernels.
 
 pub mod classification;
+pub mod comet;
 pub mod multiple_choice;
 pub mod question_answering;
 pub mod token_classification;

@@ -18,6 +18,8 @@ pub struct ModelConfig {
     pub pad_id: u32,
     pub mask_id: u32,
     pub has_mlm_head: bool,
+    /// Whether the last hidden state is `output_norm(x)` (see `keys::FINAL_NORM`).
+    pub final_norm: bool,
 }
 
 impl ModelConfig {
@@ -40,6 +42,7 @@ impl ModelConfig {
             pad_id: f.get_u32(keys::PAD_TOKEN_ID)?,
             mask_id: f.get_u32(keys::MASK_ID)?,
             has_mlm_head: f.get_bool(keys::HAS_MLM_HEAD)?,
+            final_norm: if f.get(keys::FINAL_NORM).is_some() { f.get_bool(keys::FINAL_NORM)? } else { true },
         };
         let bad = |m: String| Err(Error::format(&f.path, m));
         if cfg.heads == 0 || cfg.hidden == 0 || cfg.hidden % cfg.heads != 0 {

@@ -178,7 +178,8 @@ fn attend(c: &ModelConfig, batch: &Batch, s: &mut Scratch) {
 
 /// Runs the encoder over `batch`. `on_hidden(i, states)` sees transformers'
 /// `hidden_states[i]` (`[b * t, hidden]`): 0 the embeddings, i the output of layer i,
-/// and the last one after the final LayerNorm — which is also left in `s.h`.
+/// and the last one after the final LayerNorm (unless `c.final_norm` is false: an encoder
+/// cut below its top) — which is also left in `s.h`.
 /// `packed` (the same weights in the GEMM layout) is used when the kernels in force
 /// have a packed GEMM.
 pub fn forward(w: &Weights, packed: Option<&PackedWeights>, c: &ModelConfig, batch: &Batch, s: &mut Scratch, mut on_hidden: impl FnMut(usize, &[f32])) {
@@ -191,7 +192,11 @@ pub fn forward(w: &Weights, packed: Option<&PackedWeights>, c: &ModelConfig, bat
             on_hidden(i + 1, &s.x);
         }
     }
-    layer_norm(&s.x, w.output_norm.w, w.output_norm.b, c.eps, &mut s.h, c.hidden);
+    if c.final_norm {
+        layer_norm(&s.x, w.output_norm.w, w.output_norm.b, c.eps, &mut s.h, c.hidden);
+    } else {
+        s.h.copy_from_slice(&s.x);
+    }
     on_hidden(c.layers, &s.h);
 }
 

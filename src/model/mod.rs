@@ -9,6 +9,7 @@ pub mod weights;
 
 use crate::error::{Error, Result};
 use crate::gguf::{keys, GgufFile};
+use crate::heads::comet::{CometConfig, CometHead};
 use crate::heads::{Head, HeadInfo};
 use crate::kernels::softmax_inplace;
 use crate::tokenizer::Tokenizer;
@@ -34,6 +35,8 @@ pub struct Model {
     pub batch_size: usize,
     /// The task head of a fine-tuned checkpoint, if the file has one.
     pub head: Option<HeadInfo>,
+    /// What a COMET model file says about its metric (`crate::heads::comet`).
+    pub comet: Option<CometConfig>,
     /// The encoder's matrices in the GEMM kernels' layout, when packed at load.
     packed: Option<PackedWeights>,
     /// Work buffers of finished forward passes, reused by the next ones (one per
@@ -72,9 +75,13 @@ impl Model {
         if let Some(info) = &head {
             Head::load(&file, config.hidden, info)?;
         }
+        let comet = CometConfig::from_gguf(&file, config.layers + 1)?;
+        if let Some(cfg) = &comet {
+            CometHead::load(&file, config.hidden, cfg)?;
+        }
         let packed = PackedWeights::build(&file, &weights)?;
         drop(weights);
-        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH, head, packed, scratch_pool: Default::default() })
+        Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH, head, comet, packed, scratch_pool: Default::default() })
     }
 
     /// Whether the encoder's weights were packed at load (see [`packed`]).
@@ -84,6 +91,11 @@ impl Model {
 
     pub fn weights(&self) -> Weights<'_> {
         Weights::load(&self.file, &self.config).expect("validated at load")
+    }
+
+    /// The COMET modules' weights; `None` for files that are not COMET models.
+    pub fn comet_head(&self) -> Option<CometHead<'_>> {
+        self.comet.as_ref().map(|cfg| CometHead::load(&self.file, self.config.hidden, cfg).expect("validated at load"))
     }
 
     /// The task head's weights; `None` for files without one.

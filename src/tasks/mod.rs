@@ -6,12 +6,15 @@
 //! - [`token_classification`]: `Model::token_classify` (`token-classification` / NER).
 //! - [`question_answering`]: `Model::answer` (transformers 4.x's `question-answering`).
 //! - [`multiple_choice`]: `Model::multiple_choice` (`...ForMultipleChoice`; no pipeline).
+//! - [`comet`]: `Model::score` (unbabel-comet's `predict`: XCOMET, CometKiwi, COMET-DA).
 
+pub mod comet;
 pub mod multiple_choice;
 pub mod question_answering;
 pub mod text_classification;
 pub mod token_classification;
 
+pub use comet::{CometMetadata, CometPrediction, ErrorSpan, Triplet};
 pub use multiple_choice::{Choices, MultipleChoiceResult};
 pub use question_answering::{Answer, QaInput, QaOptions};
 pub use text_classification::{ClassifyFunction, ClassifyOptions, LabelScore, TopK};
@@ -106,7 +109,7 @@ impl Model {
 }
 
 /// `exp(x - max) / sum`, as numpy computes it in the pipelines.
-pub(crate) fn softmax(x: &[f32]) -> Vec<f32> {
+pub fn softmax(x: &[f32]) -> Vec<f32> {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = x.iter().map(|v| (v - max).exp()).collect();
     let sum: f32 = e.iter().sum();
