@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 """Embed a corpus with xlmr on Ray Data: read texts from Parquet or JSONL, embed them on a
-pool of actors (each loads the GGUF file once; actors on one node memory-map the same file,
-so they share one copy of the weights in the page cache), write Parquet with the vectors.
+pool of actors (each loads the GGUF file once, memory-mapped), write Parquet with the vectors.
 
     pip install ./python "ray[data]" pyarrow
     python examples/ray_embed.py --model model-q8_0.gguf --input texts.parquet \
@@ -11,8 +10,10 @@ Input: Parquet files or folders (`ray.data.read_parquet`), or JSON-lines files e
 `.jsonl` / `.json` (`ray.data.read_json`), with a string column (`--text-column`, default
 `text`). Output: the input's columns plus `embedding`, a fixed-size list of float32 (what
 any Parquet reader understands). Inputs longer than the model's maximum are cut unless
-`--no-truncate`. On a cluster, pass `--address auto` and put the GGUF file on every node (or
-a shared file system): each node maps it once.
+`--no-truncate`. By default each actor repacks the encoder's matrices into a private copy
+(fastest); with `--share-weights` every actor on a node uses the one mapped copy in the page
+cache (less memory per actor, slower matmuls; see README "Scale-out"). On a cluster, pass
+`--address auto` and put the GGUF file on every node (or a shared file system).
 """
 
 import argparse
@@ -28,9 +29,15 @@ class XlmrEmbedder:
     The model is loaded once per actor; each batch (a pyarrow Table) gets an `embedding`
     column."""
 
-    def __init__(self, model_path, n_threads=None, text_column="text", pooling="mean", normalize=False, truncate=True, batch_size=8):
+    def __init__(self, model_path, n_threads=None, text_column="text", pooling="mean", normalize=False, truncate=True, batch_size=8, share_weights=False):
+        import os
+
         import xlmr
 
+        if share_weights:
+            # Use the encoder's weights in place from the shared map instead of repacking
+            # a private copy per actor: less memory per actor, slower matmuls (README).
+            os.environ["XLMR_PACK"] = "0"
         self.model = xlmr.Model(model_path, n_threads=n_threads)
         self.text_column = text_column
         self.options = dict(pooling=pooling, normalize=normalize, truncate=truncate, batch_size=batch_size)
@@ -76,6 +83,7 @@ def main():
     p.add_argument("--text-column", default="text")
     p.add_argument("--pooling", choices=["mean", "cls"], default="mean")
     p.add_argument("--normalize", action="store_true", help="unit-length vectors")
+    p.add_argument("--share-weights", action="store_true", help="actors use the weights in place from the shared file map (less memory per actor, slower; README \"Scale-out\")")
     p.add_argument("--no-truncate", action="store_true", help="fail on inputs longer than the model's maximum")
     p.add_argument("--address", default=None, help="Ray cluster address (`auto` on a cluster node); default: a local Ray")
     args = p.parse_args()
@@ -96,6 +104,7 @@ def main():
         normalize=args.normalize,
         truncate=not args.no_truncate,
         batch_size=args.batch_size,
+        share_weights=args.share_weights,
     )
     ds.write_parquet(args.output)
     elapsed = time.perf_counter() - started
