@@ -50,23 +50,23 @@ impl XlmrModel {
         guard.clone().ok_or_else(|| PyValueError::new_err("this model is closed"))
     }
 
-    /// Runs `f` on the model with `batch_size` inputs per forward pass, without the GIL, on
-    /// the model's threads. Calls with the same batch size run in parallel; a call with
-    /// another one waits for those in flight to change it.
-    fn run<T: Send>(&self, py: Python<'_>, batch_size: usize, f: impl FnOnce(&xlmr::Model) -> xlmr::Result<T> + Send) -> PyResult<T> {
-        if batch_size == 0 {
+    /// Runs `f` on the model without the GIL, on the model's threads, with `batch_size`
+    /// inputs per forward pass when given. Calls with the same batch size (or none) run in
+    /// parallel; a call with another one waits for those in flight to change it.
+    fn run<T: Send>(&self, py: Python<'_>, batch_size: Option<usize>, f: impl FnOnce(&xlmr::Model) -> xlmr::Result<T> + Send) -> PyResult<T> {
+        if batch_size == Some(0) {
             return Err(PyValueError::new_err("batch_size must be at least 1"));
         }
         let loaded = self.loaded()?;
-        py.detach(|| {
-            loop {
-                {
-                    let model = loaded.model.read().unwrap_or_else(|e| e.into_inner());
-                    if model.batch_size == batch_size {
-                        return loaded.pool.install(|| f(&model));
-                    }
+        py.detach(|| loop {
+            {
+                let model = loaded.model.read().unwrap_or_else(|e| e.into_inner());
+                if batch_size.is_none_or(|n| n == model.batch_size) {
+                    return loaded.pool.install(|| f(&model));
                 }
-                loaded.model.write().unwrap_or_else(|e| e.into_inner()).batch_size = batch_size;
+            }
+            if let Some(n) = batch_size {
+                loaded.model.write().unwrap_or_else(|e| e.into_inner()).batch_size = n;
             }
         })
         .map_err(to_py)
@@ -138,7 +138,7 @@ impl XlmrModel {
 
     #[pyo3(signature = (texts, truncate=false))]
     fn tokenize(&self, py: Python<'_>, texts: Vec<String>, truncate: bool) -> PyResult<Vec<Vec<u32>>> {
-        self.run(py, 1, |m| m.tokenize_all(&texts, truncate))
+        self.run(py, None, |m| m.tokenize_all(&texts, truncate))
     }
 
     /// Per input: its vector (`cls`, `mean`) or its token vectors (`none`) as f32 bytes.
@@ -150,14 +150,14 @@ impl XlmrModel {
             "none" => Pooling::None,
             other => return Err(PyValueError::new_err(format!("pooling {other:?}: use \"mean\", \"cls\" or \"none\""))),
         };
-        let res = self.run(py, batch_size, |m| m.embed(&texts, pooling, normalize, truncate))?;
+        let res = self.run(py, Some(batch_size), |m| m.embed(&texts, pooling, normalize, truncate))?;
         Ok(res.iter().map(|vectors| f32_bytes(py, vectors.iter().map(|v| v.as_slice()))).collect())
     }
 
     /// Per input: the requested hidden states, `[layers][tokens][hidden]` as f32 bytes.
     #[pyo3(signature = (texts, layers, truncate, batch_size))]
     fn hidden_states<'py>(&self, py: Python<'py>, texts: Vec<String>, layers: Option<Vec<usize>>, truncate: bool, batch_size: usize) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        let res = self.run(py, batch_size, |m| m.hidden_states(&texts, layers.as_deref(), truncate))?;
+        let res = self.run(py, Some(batch_size), |m| m.hidden_states(&texts, layers.as_deref(), truncate))?;
         Ok(res.iter().map(|per_layer| f32_bytes(py, per_layer.iter().flatten().map(|t| t.as_slice()))).collect())
     }
 
@@ -167,7 +167,7 @@ impl XlmrModel {
         if top_k == 0 {
             return Err(PyValueError::new_err("top_k must be at least 1"));
         }
-        self.run(py, batch_size, |m| m.fill_mask(&texts, top_k, truncate)).map(|r| json(&r))
+        self.run(py, Some(batch_size), |m| m.fill_mask(&texts, top_k, truncate)).map(|r| json(&r))
     }
 
     /// `[input][label]` as JSON; `inputs` are `(text, text_pair or None)`; `top_k` is a
@@ -186,7 +186,7 @@ impl XlmrModel {
                 None => TextInput::Single(t),
             })
             .collect();
-        self.run(py, batch_size, |m| m.classify(&texts, &opts)).map(|r| json(&r))
+        self.run(py, Some(batch_size), |m| m.classify(&texts, &opts)).map(|r| json(&r))
     }
 
     /// `[input][entity]` as JSON.
@@ -197,7 +197,7 @@ impl XlmrModel {
             ignore_labels: ignore_labels.unwrap_or_else(|| TokenClassifyOptions::default().ignore_labels),
             truncate,
         };
-        self.run(py, batch_size, |m| m.token_classify(&texts, &opts)).map(|r| json(&r))
+        self.run(py, Some(batch_size), |m| m.token_classify(&texts, &opts)).map(|r| json(&r))
     }
 
     /// `[input][answer]` as JSON; `inputs` are `(question, context)`.
@@ -216,14 +216,14 @@ impl XlmrModel {
     ) -> PyResult<String> {
         let opts = QaOptions { top_k, max_seq_len, doc_stride, max_answer_len, handle_impossible_answer };
         let qa: Vec<QaInput> = inputs.iter().map(|(question, context)| QaInput { question, context }).collect();
-        self.run(py, batch_size, |m| m.answer(&qa, &opts)).map(|r| json(&r))
+        self.run(py, Some(batch_size), |m| m.answer(&qa, &opts)).map(|r| json(&r))
     }
 
     /// `[input]{scores, best, logits}` as JSON; `inputs` are `(prompt, choices)`.
     #[pyo3(signature = (inputs, truncate, batch_size))]
     fn multiple_choice(&self, py: Python<'_>, inputs: Vec<(String, Vec<String>)>, truncate: bool, batch_size: usize) -> PyResult<String> {
         let items: Vec<Choices> = inputs.iter().map(|(prompt, choices)| Choices { prompt, choices: choices.iter().map(String::as_str).collect() }).collect();
-        self.run(py, batch_size, |m| m.multiple_choice(&items, truncate)).map(|r| json(&r))
+        self.run(py, Some(batch_size), |m| m.multiple_choice(&items, truncate)).map(|r| json(&r))
     }
 }
 
