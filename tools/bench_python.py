@@ -114,12 +114,19 @@ def memory_with_ray(model_path, n):
     return rows
 
 
+def start_ray():
+    import ray
+
+    # Ray starts its workers at niceness 15 by default (to keep its daemons responsive); on a
+    # machine shared with other work that starves the actors, so they get the driver's.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+
+
 def memory(args):
     use_ray = args.engine == "xlmr" and not args.processes
     if use_ray:
-        import ray
-
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+        start_ray()
     label = args.engine + (" packed" if args.engine == "xlmr" and os.environ.get("XLMR_PACK", "1") not in ("0", "false", "no", "off") else "")
     label += " (Ray actors)" if use_ray else " (processes)"
     results = []
@@ -154,7 +161,7 @@ def throughput(args):
     import xlmr
 
     ray.cloudpickle.register_pickle_by_value(ray_embed)
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    start_ray()
     data = texts(args.texts)
     items = [{"text": t} for t in data]
     model = xlmr.Model(args.model, n_threads=2)

@@ -39,6 +39,8 @@ def generated_texts(n):
 def local_ray():
     # A stalled Ray job must fail CI, not hang it: dump the stacks and exit after 5 minutes.
     faulthandler.dump_traceback_later(300, exit=True)
+    # Ray starts workers at niceness 15; on a busy CI machine that starves the actors.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
