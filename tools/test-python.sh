@@ -2,8 +2,8 @@
 # The Python package's tests, as CI runs them (tools/test-all.sh calls this after the Rust
 # tests, so target/release/xlmr, which the tests compare against, is built):
 #  1. a fresh venv under target/ (PYTHON_VENV to reuse one), the package built and installed
-#     with the README's command, `pip install ./python`; maturin reuses the cargo target dir,
-#     so only the binding itself compiles;
+#     with the README's command, `pip install ./python`; maturin builds in the cargo target
+#     dir, so the dependencies are reused (xlmr and the binding compile: ~3 min on 2 busy cores);
 #  2. Ray Data (and pyarrow) for the Ray test; pyspark for the Spark test only when asked
 #     (XLMR_TEST_SPARK=1: a 300 MB download, minutes here) and a Java runtime is installed; a
 #     failed install skips those tests with a message, never fails;
