@@ -4,7 +4,9 @@
 #  2. every Rust test on this machine (x86-64: scalar, AVX2, AVX-512 and VNNI kernels);
 #  3. the kernel and Q4_K quantizer tests cross-compiled for aarch64 and run under qemu-user
 #     (NEON), when the target, the cross linker and qemu can be installed here; otherwise says so and skips;
-#  4. every fuzz target for 30 s (see below).
+#  4. every fuzz target for 30 s (see below);
+#  5. the Python package, built as the README says, and its pytest suite with the Ray test
+#     (tools/test-python.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,3 +72,7 @@ else
     fi
 fi
 echo "== fuzz step took $(( $(date +%s) - fuzz_start )) s"
+
+python_start=$(date +%s)
+bash tools/test-python.sh
+echo "== Python step took $(( $(date +%s) - python_start )) s"
