@@ -11,6 +11,7 @@ use pyo3::types::PyBytes;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
+use xlmr::tasks::comet::Triplet;
 use xlmr::{Choices, ClassifyOptions, Error, Pooling, QaInput, QaOptions, TextInput, TokenClassifyOptions, TopK};
 
 /// The library's message, as `ValueError` for bad input and `OSError` (or its
@@ -225,19 +226,27 @@ impl XlmrModel {
         let items: Vec<Choices> = inputs.iter().map(|(prompt, choices)| Choices { prompt, choices: choices.iter().map(String::as_str).collect() }).collect();
         self.run(py, Some(batch_size), |m| m.multiple_choice(&items, truncate)).map(|r| json(&r))
     }
+
+    /// COMET's `Prediction` (`{scores, system_score, metadata}`) as JSON; `triplets` are
+    /// `(src, mt, ref or None)`.
+    #[pyo3(signature = (triplets, batch_size))]
+    fn score(&self, py: Python<'_>, triplets: Vec<(String, String, Option<String>)>, batch_size: usize) -> PyResult<String> {
+        let items: Vec<Triplet> = triplets.iter().map(|(src, mt, reference)| Triplet { src, mt, reference: reference.as_deref() }).collect();
+        self.run(py, Some(batch_size), |m| m.score(&items)).map(|r| json(&r))
+    }
 }
 
 /// Converts a Hugging Face model folder to GGUF; returns `(tensors, file_bytes)`. The
 /// conversion runs on its own thread so that Ctrl-C (KeyboardInterrupt) stops it at the
 /// next block of rows, leaving no output file.
 #[pyfunction]
-#[pyo3(signature = (src_dir, dst, ty, progress))]
-fn convert(py: Python<'_>, src_dir: PathBuf, dst: PathBuf, ty: &str, progress: bool) -> PyResult<(usize, u64)> {
+#[pyo3(signature = (src_dir, dst, ty, progress, encoder=None))]
+fn convert(py: Python<'_>, src_dir: PathBuf, dst: PathBuf, ty: &str, progress: bool, encoder: Option<PathBuf>) -> PyResult<(usize, u64)> {
     use xlmr::convert::INTERRUPTED;
     let ty = xlmr::quant::GgmlType::from_name(ty).ok_or_else(|| PyValueError::new_err(format!("unknown type {ty:?}; choose f32, f16, q8_0, q4_0 or q4_k")))?;
     let opts = xlmr::convert::ConvertOptions { model_dir: src_dir, output: dst, ty, progress };
     INTERRUPTED.store(false, Ordering::Relaxed);
-    let worker = std::thread::spawn(move || xlmr::convert::convert(&opts));
+    let worker = std::thread::spawn(move || xlmr::convert::convert_with_encoder(&opts, encoder.as_deref()));
     let mut interrupted = None;
     while !worker.is_finished() {
         py.detach(|| std::thread::sleep(std::time::Duration::from_millis(50)));

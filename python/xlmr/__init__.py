@@ -18,7 +18,7 @@ import numpy as np
 from . import _xlmr
 
 __version__ = _xlmr.__version__
-__all__ = ["Model", "convert", "__version__"]
+__all__ = ["Model", "Prediction", "convert", "__version__"]
 
 # Inputs per forward pass unless a call says otherwise (the CLI's default).
 DEFAULT_BATCH_SIZE = 8
@@ -268,6 +268,30 @@ class Model:
         res = json.loads(self._native.multiple_choice(items, truncate, batch_size))
         return res[0] if single else res
 
+    def score(self, samples, batch_size=DEFAULT_BATCH_SIZE):
+        """COMET metrics (a GGUF converted from a COMET model folder), as unbabel-comet's
+        `model.predict(samples)`: `samples` is a list of `{"src", "mt"}` dicts, with `"ref"`
+        in every one or in none (reference-free). Returns a `Prediction`: `scores`,
+        `system_score` and, for XCOMET, `metadata` (`src_scores`, `ref_scores`,
+        `unified_scores`, `mqm_scores`, `error_spans`), as keys or attributes."""
+        triplets = []
+        for i, s in enumerate(samples):
+            if not isinstance(s, dict) or "src" not in s or "mt" not in s:
+                raise ValueError(f"sample {i + 1} is not a dict with \"src\" and \"mt\"")
+            triplets.append((s["src"], s["mt"], s.get("ref")))
+        return Prediction(json.loads(self._native.score(triplets, batch_size)))
+
+
+class Prediction(dict):
+    """COMET's `Prediction`: a dict whose keys are also attributes."""
+
+    def __getattr__(self, name):
+        try:
+            value = self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return Prediction(value) if isinstance(value, dict) else value
+
 
 def _text_pair(item, text_pair, i):
     if isinstance(item, str):
@@ -298,10 +322,14 @@ def _progress(total, show):
     return tqdm(total=total, desc="Batches")
 
 
-def convert(src_dir, dst, type="q8_0", progress=True):
+def convert(src_dir, dst, type="q8_0", progress=True, encoder=None):
     """Converts a Hugging Face XLM-RoBERTa(-XL) folder (config.json, safetensors or
     pytorch_model.bin, tokenizer) to a GGUF file, as `xlmr convert`. `type`: "f32", "f16",
-    "q8_0", "q4_0" or "q4_k". Written to a temporary file and renamed when complete;
-    Ctrl-C stops it without leaving a file. Returns `{"path", "tensors", "file_bytes"}`."""
-    tensors, file_bytes = _xlmr.convert(os.fspath(src_dir), os.fspath(dst), type, progress)
+    "q8_0", "q4_0" or "q4_k". A COMET model folder (hparams.yaml + checkpoints/model.ckpt)
+    takes its encoder's config.json and tokenizer from `encoder` when given (else beside
+    the model, or the Hugging Face cache). Written to a temporary file and renamed when
+    complete; Ctrl-C stops it without leaving a file. Returns `{"path", "tensors",
+    "file_bytes"}`."""
+    enc = None if encoder is None else os.fspath(encoder)
+    tensors, file_bytes = _xlmr.convert(os.fspath(src_dir), os.fspath(dst), type, progress, enc)
     return {"path": os.fspath(dst), "tensors": tensors, "file_bytes": file_bytes}

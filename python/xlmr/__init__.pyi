@@ -88,4 +88,13 @@ class Model:
         batch_size: int = 8,
     ) -> Any: ...
 
-def convert(src_dir: _Path, dst: _Path, type: Literal["f32", "f16", "q8_0", "q4_0", "q4_k"] = "q8_0", progress: bool = True) -> dict[str, Any]: ...
+    def score(self, samples: Sequence[dict[str, str]], batch_size: int = 8) -> Prediction: ...
+
+class Prediction(dict[str, Any]):
+    scores: list[float]
+    system_score: float
+    metadata: Prediction
+
+def convert(
+    src_dir: _Path, dst: _Path, type: Literal["f32", "f16", "q8_0", "q4_0", "q4_k"] = "q8_0", progress: bool = True, encoder: Optional[_Path] = None
+) -> dict[str, Any]: ...

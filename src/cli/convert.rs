@@ -1,7 +1,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
-use xlmr::convert::{convert, ConvertOptions, INTERRUPTED};
+use xlmr::convert::{convert_with_encoder, ConvertOptions, INTERRUPTED};
 use xlmr::quant::GgmlType;
 
 #[derive(clap::Args)]
@@ -35,11 +35,7 @@ pub fn run(args: Args) -> xlmr::Result<()> {
     let start = Instant::now();
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let opts = ConvertOptions { model_dir: args.model_dir, output: args.output.clone(), ty: args.ty, progress };
-    let report = if args.encoder.is_some() || xlmr::convert::comet::is_comet_folder(&opts.model_dir) {
-        xlmr::convert::comet::convert_comet(&opts, args.encoder.as_deref())?
-    } else {
-        convert(&opts)?
-    };
+    let report = convert_with_encoder(&opts, args.encoder.as_deref())?;
     if !args.quiet {
         let fallbacks = report.plans.iter().filter(|p| p.ty != xlmr::convert::plan::preferred_type(p.role, args.ty)).count();
         eprintln!(

@@ -156,6 +156,15 @@ fn metadata(w: &mut GgufWriter, config: &HfConfig, ty: GgmlType, tokenizer_json:
     Ok(())
 }
 
+/// [`convert`], with the folder of a COMET model's encoder (config.json + tokenizer) when
+/// given: then `opts.model_dir` must be a COMET model folder.
+pub fn convert_with_encoder(opts: &ConvertOptions, comet_encoder: Option<&Path>) -> Result<ConvertReport> {
+    match comet_encoder {
+        Some(encoder) => comet::convert_comet(opts, Some(encoder)),
+        None => convert(opts),
+    }
+}
+
 /// Converts `opts.model_dir` into `opts.output`; a COMET model folder (hparams.yaml +
 /// checkpoints/model.ckpt) goes through [`comet::convert_comet`].
 pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
