@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 #  1. the gguf Python package, used by tests/gguf_python.rs as an independent GGUF reader;
 #  2. every Rust test on this machine (x86-64: scalar, AVX2, AVX-512 and VNNI kernels);
-#  3. the kernel and Q4_K quantizer tests cross-compiled for aarch64 and run under qemu-user
+#  3. the kernel and Q4_K quantizer tests cross-compiled for aarch64 (without the server
+#     feature: they need only the library) and run under qemu-user
 #     (NEON), when the target, the cross linker and qemu can be installed here; otherwise says so and skips;
 #  4. every fuzz target for 30 s (see below);
 #  5. the Python package, built as the README says, and its pytest suite with the Ray test
@@ -27,7 +28,7 @@ if arm_ready; then
     echo "== NEON kernels under qemu-aarch64"
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
-        cargo test --release --target aarch64-unknown-linux-gnu --test kernels --test q4_k_fast
+        cargo test --release --no-default-features --target aarch64-unknown-linux-gnu --test kernels --test q4_k_fast
 else
     echo "== SKIPPED: NEON kernel tests (could not install the aarch64 target, cross gcc or qemu-user here)"
 fi
