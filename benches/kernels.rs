@@ -3,11 +3,13 @@
 //! ~900 G int8 ops/s with VNNI, ~220 GFLOP/s fp32). Reports only, never asserts.
 //!
 //! `XLMR_BENCH_LAYER_ONLY=1 cargo bench --bench kernels` skips criterion and prints the
-//! time of one XL layer's six matmuls (quick check against PyTorch's int8 numbers).
+//! time of one XL layer's six matmuls (quick check against PyTorch's int8 numbers);
+//! `XLMR_BENCH_GEMM_ONLY=1` prints the packed GEMM's rate against the measured int8
+//! peak at the layer's shapes (`RAYON_NUM_THREADS=1` for one core).
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::time::{Duration, Instant};
-use xlmr::kernels::{self, Isa, MatmulScratch, QMatrix};
+use xlmr::kernels::{self, Epilogue, Isa, MatmulScratch, PackedMatrix, QMatrix};
 use xlmr::quant::{quantize_row, GgmlType};
 
 const READ_GBPS: f64 = 29.0;
@@ -99,6 +101,35 @@ fn print_layer_times() {
     }
 }
 
+/// The packed GEMM's int8 op rate against the machine's measured `vpdpbusd` peak at the
+/// XL layer's shapes. Best of 7 timed batches: on a shared machine the minimum is the
+/// least noisy estimate.
+fn print_packed_gemm_rates() {
+    let peak = kernels::limits::int8_peak_gops().unwrap_or(f64::NAN);
+    println!("packed GEMM, ISA {}, {} threads, measured int8 peak {peak:.0} G op/s:", kernels::isa(), rayon::current_num_threads());
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K] {
+        for &(rows, cols, t) in &[(2560, 2560, 8), (10240, 2560, 8), (2560, 2560, 128), (10240, 2560, 128), (2560, 10240, 128), (2560, 2560, 512), (2560, 10240, 512)] {
+            let w = Weights::new(ty, rows, cols);
+            let packed = PackedMatrix::pack(&[&w.matrix()]).expect("packable").expect("memory");
+            let x = input(t * cols);
+            let mut y = vec![0.0f32; t * rows];
+            let mut scratch = MatmulScratch::new();
+            let ops = 2.0 * (rows * cols * t) as f64;
+            let calls = ((2e9 / ops) as usize).max(1);
+            let mut best = f64::INFINITY;
+            for _ in 0..7 {
+                let start = Instant::now();
+                for _ in 0..calls {
+                    kernels::gemm(&packed, &x, t, None, &mut [&mut y], Epilogue::Store, &mut scratch);
+                }
+                best = best.min(start.elapsed().as_secs_f64() / calls as f64);
+            }
+            let rate = ops / best / 1e9;
+            println!("  {ty:5} {rows:5}x{cols:<5} t={t:3}: {:8.3} ms  {rate:6.0} G op/s  {:5.1} % of peak", best * 1e3, 100.0 * rate / peak);
+        }
+    }
+}
+
 fn bench_matmul(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul");
     group.sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(300));
@@ -179,6 +210,10 @@ fn main() {
     println!("kernels ISA: {} (supported: {:?})", kernels::isa(), Isa::supported());
     if std::env::var_os("XLMR_BENCH_LAYER_ONLY").is_some() {
         print_layer_times();
+        return;
+    }
+    if std::env::var_os("XLMR_BENCH_GEMM_ONLY").is_some() {
+        print_packed_gemm_rates();
         return;
     }
     benches();

@@ -527,7 +527,8 @@ fn packed_gemm_matches_scalar_on_awkward_shapes() {
                 let w = Weights::raw_random(ty, rows, cols, &mut rng);
                 let p = PackedMatrix::pack(&[&w.matrix()]).expect("packable").expect("memory");
                 let bias = rng.vec(rows, 0.5);
-                for t in [1, 2, 5, 6, 7, 8, 13, 17] {
+                // 53 tokens: enough token blocks for the next-chunk weight prefetch.
+                for t in [1, 2, 5, 6, 7, 8, 13, 17, 53] {
                     let mut x = rng.vec(t * cols, 3.0);
                     for (i, v) in x.iter_mut().enumerate().filter(|(i, _)| i % 7 == 0) {
                         *v = if i % 2 == 0 { 3.0 } else { -3.0 };
