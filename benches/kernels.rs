@@ -5,7 +5,8 @@
 //! `XLMR_BENCH_LAYER_ONLY=1 cargo bench --bench kernels` skips criterion and prints the
 //! time of one XL layer's six matmuls (quick check against PyTorch's int8 numbers);
 //! `XLMR_BENCH_GEMM_ONLY=1` prints the packed GEMM's rate against the measured int8
-//! peak at the layer's shapes (`RAYON_NUM_THREADS=1` for one core).
+//! peak at the layer's shapes (`RAYON_NUM_THREADS=1` for one core);
+//! `XLMR_BENCH_ATTENTION_ONLY=1` times XL's attention at 128 and 512 tokens.
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::time::{Duration, Instant};
@@ -130,6 +131,28 @@ fn print_packed_gemm_rates() {
     }
 }
 
+/// XL's attention (32 heads of 80) at 128 and 512 tokens: min and median of 40 calls, and
+/// the rate of the two products (`4 t^2 x 2560` flops).
+fn print_attention_rates() {
+    println!("attention, 32 heads x 80, ISA {}, {} threads:", kernels::isa(), rayon::current_num_threads());
+    for t in [128usize, 512] {
+        let (heads, head_dim) = (32, 80);
+        let q = input(t * heads * head_dim);
+        let mask = vec![true; t];
+        let mut out = vec![0.0f32; t * heads * head_dim];
+        let mut ms: Vec<f64> = (0..40)
+            .map(|_| {
+                let start = Instant::now();
+                kernels::attention(&q, &q, &q, &mask, t, heads, head_dim, &mut out);
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let gflops = 4.0 * (t * t * heads * head_dim) as f64 / ms[0] / 1e6;
+        println!("  t={t:3}: min {:7.3} ms  median {:7.3} ms  ({gflops:.0} GFLOP/s at the min)", ms[0], ms[20]);
+    }
+}
+
 fn bench_matmul(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul");
     group.sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(300));
@@ -210,6 +233,10 @@ fn main() {
     println!("kernels ISA: {} (supported: {:?})", kernels::isa(), Isa::supported());
     if std::env::var_os("XLMR_BENCH_LAYER_ONLY").is_some() {
         print_layer_times();
+        return;
+    }
+    if std::env::var_os("XLMR_BENCH_ATTENTION_ONLY").is_some() {
+        print_attention_rates();
         return;
     }
     if std::env::var_os("XLMR_BENCH_GEMM_ONLY").is_some() {

@@ -73,7 +73,7 @@ const QB: usize = 8;
 const KV: usize = 2;
 /// Columns per block of the blocked products.
 const BW: usize = KV * LANES;
-const _: () = assert!(KV == 2, "rank1_block_avx512 holds two vectors per query");
+const _: () = assert!(KV == 2, "the SIMD rank-1 kernels are instantiated for 1 and 2 vectors");
 
 /// One head's operands, laid out for the blocked kernel and reused across calls.
 #[derive(Default)]
@@ -136,13 +136,25 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
         unsafe fn avx512(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
             // Safety: this function's features include AVX-512F; blocked_head passes
             // operands of the promised sizes.
-            blocked_head(hs, mask, t, d, |a, b, s, n| unsafe { rank1_block_avx512(a, b, s, n) }, |sc, tp, t, pt| unsafe { transpose_probs_avx(sc, tp, t, pt) })
+            let rank1 = |p: Rank1<'_>, out: &mut [f32]| match p.vectors {
+                // Safety: this function's features include AVX-512F.
+                2 => unsafe { rank1_block_avx512::<2>(p, out) },
+                _ => unsafe { rank1_block_avx512::<1>(p, out) },
+            };
+            // Safety: as above (AVX is part of AVX-512F).
+            blocked_head(hs, mask, t, d, rank1, |sc, tp, t, pt| unsafe { transpose_probs_avx(sc, tp, t, pt) })
         }
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
             // Safety: this function's features include AVX2 and FMA; blocked_head
             // passes operands of the promised sizes.
-            blocked_head(hs, mask, t, d, |a, b, s, n| unsafe { rank1_block_avx2(a, b, s, n) }, |sc, tp, t, pt| unsafe { transpose_probs_avx(sc, tp, t, pt) })
+            let rank1 = |p: Rank1<'_>, out: &mut [f32]| match p.vectors {
+                // Safety: this function's features include AVX2 and FMA.
+                2 => unsafe { rank1_block_avx2::<2>(p, out) },
+                _ => unsafe { rank1_block_avx2::<1>(p, out) },
+            };
+            // Safety: as above.
+            blocked_head(hs, mask, t, d, rank1, |sc, tp, t, pt| unsafe { transpose_probs_avx(sc, tp, t, pt) })
         }
         if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && super::x86_avx512::Avx512::new().is_some() {
             // Safety: the token check proves the CPU has these features.
@@ -158,88 +170,114 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
     blocked_head(hs, mask, t, d, rank1_block, transpose_probs)
 }
 
-/// `acc[j][v] += a[j] * b[v]` over `n` steps: `a` advances by `QB` values, `b` by
-/// `b_stride` (the rank-1 update at the heart of both attention products), for a block
-/// of `KV * LANES` columns of `b`. Portable version: one vector of columns at a time,
-/// QB independent FMA chains (the shape compilers keep in registers).
-// a: [n, QB], b: [n, b_stride] (KV x LANES used) -> acc: [QB, KV x LANES]
+/// One rank-1-update product, the heart of both attention products:
+/// `out[j * out_stride + c] = sum_i a[i * QB + j] * b[i * b_stride + c]` for rows
+/// `j < rows` and columns `c < vectors * LANES` of `b`.
+#[derive(Clone, Copy)]
+struct Rank1<'a> {
+    /// `[n, QB]`: the `QB` values broadcast at each step, side by side.
+    a: &'a [f32],
+    /// `[n, b_stride]`, of which the first `vectors * LANES` columns are used.
+    b: &'a [f32],
+    b_stride: usize,
+    n: usize,
+    /// 1 or 2 vectors of `LANES` columns (1 for a head dimension's last 16 columns).
+    vectors: usize,
+    out_stride: usize,
+    /// Rows of the result written (`<= QB`; a short last query block writes fewer).
+    rows: usize,
+}
+
+impl Rank1<'_> {
+    /// Panics unless the operands and `out` hold what the product reads and writes.
+    fn check(&self, out: &[f32]) {
+        let cols = self.vectors * LANES;
+        assert!((1..=KV).contains(&self.vectors) && (1..=QB).contains(&self.rows) && cols <= self.b_stride, "rank1: bad shape");
+        assert!(self.a.len() >= self.n * QB && (self.n == 0 || self.b.len() >= (self.n - 1) * self.b_stride + cols), "rank1: short operands");
+        assert!(out.len() >= (self.rows - 1) * self.out_stride + cols, "rank1: short output");
+    }
+}
+
+/// [`Rank1`], portable: one vector of columns at a time, `QB` independent FMA chains (the
+/// shape compilers keep in registers).
+// a: [n, QB], b: [n, b_stride] -> out: [rows, out_stride] (vectors x LANES written)
 #[inline(always)]
-fn rank1_block(a: &[f32], b: &[f32], b_stride: usize, n: usize) -> [[f32; KV * LANES]; QB] {
-    let mut out = [[0.0f32; KV * LANES]; QB];
-    for kv in 0..KV {
+fn rank1_block(p: Rank1<'_>, out: &mut [f32]) {
+    p.check(out);
+    for v in 0..p.vectors {
         let mut acc = [[0.0f32; LANES]; QB];
-        for i in 0..n {
-            let aj: &[f32; QB] = a[i * QB..i * QB + QB].try_into().expect("QB");
-            let o = i * b_stride + kv * LANES;
-            let bv: &[f32; LANES] = b[o..o + LANES].try_into().expect("LANES");
+        for i in 0..p.n {
+            let aj: &[f32; QB] = p.a[i * QB..i * QB + QB].try_into().expect("QB");
+            let o = i * p.b_stride + v * LANES;
+            let bv: &[f32; LANES] = p.b[o..o + LANES].try_into().expect("LANES");
             for j in 0..QB {
                 for l in 0..LANES {
                     acc[j][l] = aj[j].mul_add(bv[l], acc[j][l]);
                 }
             }
         }
-        for j in 0..QB {
-            out[j][kv * LANES..(kv + 1) * LANES].copy_from_slice(&acc[j]);
+        for (j, acc) in acc.iter().enumerate().take(p.rows) {
+            out[j * p.out_stride + v * LANES..][..LANES].copy_from_slice(acc);
         }
     }
-    out
 }
 
-/// [`rank1_block`] with AVX-512: 2 x 8 accumulators in zmm registers, so each step
-/// loads 2 vectors and broadcasts 8 scalars for 16 FMAs.
+/// [`Rank1`] with AVX-512: `NV x QB` accumulators in zmm registers, so each step loads
+/// `NV` vectors and broadcasts `QB` scalars for `NV x QB` FMAs; results are stored
+/// straight into `out`.
 ///
 /// # Safety
-/// The CPU must have AVX-512F; `a` must hold `n * QB` values and `b` rows `0..n` of
-/// `b_stride` values with at least `KV * LANES` in each.
+/// The CPU must have AVX-512F; `p.vectors == NV` (sizes are checked).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn rank1_block_avx512(a: &[f32], b: &[f32], b_stride: usize, n: usize) -> [[f32; KV * LANES]; QB] {
+unsafe fn rank1_block_avx512<const NV: usize>(p: Rank1<'_>, out: &mut [f32]) {
     use std::arch::x86_64::*;
-    assert!(a.len() >= n * QB && (n == 0 || b.len() >= (n - 1) * b_stride + KV * LANES), "rank1_block: short operands");
-    let mut acc = [[_mm512_setzero_ps(); KV]; QB];
-    let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    for i in 0..n {
-        let b0 = _mm512_loadu_ps(bp.add(i * b_stride));
-        let b1 = _mm512_loadu_ps(bp.add(i * b_stride + LANES));
+    p.check(out);
+    debug_assert_eq!(p.vectors, NV);
+    let mut acc = [[_mm512_setzero_ps(); NV]; QB];
+    let (ap, bp) = (p.a.as_ptr(), p.b.as_ptr());
+    for i in 0..p.n {
+        // Safety (all loads and stores): within the lengths `check` asserted.
+        let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(i * p.b_stride + v * LANES)));
         for (j, accj) in acc.iter_mut().enumerate() {
             let x = _mm512_set1_ps(*ap.add(i * QB + j));
-            accj[0] = _mm512_fmadd_ps(x, b0, accj[0]);
-            accj[1] = _mm512_fmadd_ps(x, b1, accj[1]);
+            for v in 0..NV {
+                accj[v] = _mm512_fmadd_ps(x, bv[v], accj[v]);
+            }
         }
     }
-    let mut out = [[0.0f32; KV * LANES]; QB];
-    for j in 0..QB {
-        _mm512_storeu_ps(out[j].as_mut_ptr(), acc[j][0]);
-        _mm512_storeu_ps(out[j].as_mut_ptr().add(LANES), acc[j][1]);
+    for (j, accj) in acc.iter().enumerate().take(p.rows) {
+        for (v, a) in accj.iter().enumerate() {
+            _mm512_storeu_ps(out.as_mut_ptr().add(j * p.out_stride + v * LANES), *a);
+        }
     }
-    out
 }
 
-/// [`rank1_block`] with AVX2: the 32 columns in 4 passes of 8, each with 8 query
-/// accumulators (16 ymm registers hold 8 sums, a column vector and a broadcast).
+/// [`Rank1`] with AVX2: the columns in passes of 8, each with `QB` query accumulators
+/// (16 ymm registers hold 8 sums, a column vector and a broadcast).
 ///
 /// # Safety
-/// The CPU must have AVX2 and FMA; operand sizes as for [`rank1_block_avx512`].
+/// The CPU must have AVX2 and FMA; `p.vectors == NV` (sizes are checked).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn rank1_block_avx2(a: &[f32], b: &[f32], b_stride: usize, n: usize) -> [[f32; KV * LANES]; QB] {
+unsafe fn rank1_block_avx2<const NV: usize>(p: Rank1<'_>, out: &mut [f32]) {
     use std::arch::x86_64::*;
-    assert!(a.len() >= n * QB && (n == 0 || b.len() >= (n - 1) * b_stride + KV * LANES), "rank1_block: short operands");
-    let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    let mut out = [[0.0f32; KV * LANES]; QB];
-    for c0 in (0..KV * LANES).step_by(8) {
+    p.check(out);
+    debug_assert_eq!(p.vectors, NV);
+    let (ap, bp) = (p.a.as_ptr(), p.b.as_ptr());
+    for c0 in (0..NV * LANES).step_by(8) {
         let mut acc = [_mm256_setzero_ps(); QB];
-        for i in 0..n {
-            let bv = _mm256_loadu_ps(bp.add(i * b_stride + c0));
+        for i in 0..p.n {
+            // Safety (all loads and stores): within the lengths `check` asserted.
+            let bv = _mm256_loadu_ps(bp.add(i * p.b_stride + c0));
             for (j, accj) in acc.iter_mut().enumerate() {
                 *accj = _mm256_fmadd_ps(_mm256_set1_ps(*ap.add(i * QB + j)), bv, *accj);
             }
         }
-        for (j, accj) in acc.iter().enumerate() {
-            _mm256_storeu_ps(out[j].as_mut_ptr().add(c0), *accj);
+        for (j, accj) in acc.iter().enumerate().take(p.rows) {
+            _mm256_storeu_ps(out.as_mut_ptr().add(j * p.out_stride + c0), *accj);
         }
     }
-    out
 }
 
 /// `pt[s, j] = scores[j, s]` for the block's `QB` rows and `s < t`.
@@ -297,7 +335,7 @@ fn blocked_head(
     mask: &[bool],
     t: usize,
     d: usize,
-    rank1: impl Fn(&[f32], &[f32], usize, usize) -> [[f32; KV * LANES]; QB],
+    rank1: impl Fn(Rank1<'_>, &mut [f32]),
     transpose: impl Fn(&[f32], usize, usize, &mut [f32]),
 ) {
     let (tp, dp) = (t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
@@ -312,10 +350,8 @@ fn blocked_head(
         }
         // scores[j, s] = q_j . k_s: steps over c, b = the key block's rows.
         for s0 in (0..tp).step_by(BW) {
-            let acc = rank1(qt, &kt[s0 * d..(s0 + BW) * d], BW, d);
-            for (j, a) in acc.iter().enumerate() {
-                scores[j * tp + s0..j * tp + s0 + KV * LANES].copy_from_slice(a);
-            }
+            let b = &kt[s0 * d..(s0 + BW) * d];
+            rank1(Rank1 { a: qt, b, b_stride: BW, n: d, vectors: KV, out_stride: tp, rows: QB }, &mut scores[s0..]);
         }
         for j in 0..QB {
             let row = &mut scores[j * tp..j * tp + t];
@@ -328,11 +364,11 @@ fn blocked_head(
         }
         transpose(scores, tp, t, pt);
         // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows (stride dp).
-        for c0 in (0..dp).step_by(BW) {
-            let acc = rank1(pt, &v[c0 * t..(c0 + BW) * t], BW, t);
-            for (j, a) in acc.iter().enumerate().take(nq) {
-                out[(i0 + j) * dp + c0..(i0 + j) * dp + c0 + KV * LANES].copy_from_slice(a);
-            }
+        // A head dimension of 80 ends with one vector of 16 columns, not a padded 32.
+        for c0 in (0..d).step_by(BW) {
+            let vectors = (d - c0).div_ceil(LANES).min(KV);
+            let b = &v[c0 * t..(c0 + BW) * t];
+            rank1(Rank1 { a: pt, b, b_stride: BW, n: t, vectors, out_stride: dp, rows: nq }, &mut out[i0 * dp + c0..]);
         }
     }
 }
