@@ -18,6 +18,11 @@ use std::cell::RefCell;
 /// Columns per cache block of the weights.
 const CHUNK_COLS: usize = 512;
 
+/// How far ahead (in 32-column units, 2 KiB of Q4_0) a single token block prefetches
+/// its weights: ~250 ns of memory latency at ~50 cycles per unit. In-process A/B on the
+/// Xeon, 1 thread: -5..-20 % at 1-8 tokens (q8_0, q4_0, q4_k), none from 16 up.
+const PREFETCH_UNITS_AHEAD: usize = 8;
+
 /// What happens to `acc + bias` on its way out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Epilogue {
@@ -103,6 +108,9 @@ pub(crate) struct PairBlock {
     pub sums: *const f32,
     /// Tokens per block in the panels' layout (the kernel may use fewer).
     pub stride: usize,
+    /// Units ahead of the current one whose weights the kernel prefetches (0: none). Set
+    /// when all tokens are one block, so each weight line is read once, by one pass.
+    pub prefetch_units: usize,
 }
 
 thread_local! {
@@ -229,6 +237,7 @@ pub fn gemm_at_level(
                             corr: panels.corr[corr..].as_ptr(),
                             sums: panels.sums[sums..].as_ptr(),
                             stride: nt,
+                            prefetch_units: if t <= nt { PREFETCH_UNITS_AHEAD } else { 0 },
                         };
                         // Safety: `simd` means the CPU has the level's features (AVX-512
                         // VNNI, or AVX2/FMA/F16C for the other x86 levels); the block points

@@ -93,6 +93,15 @@ unsafe fn panels<const MP: usize>(b: &PairBlock, m0: usize) -> [*const u8; MP] {
     std::array::from_fn(|m| b.panel0.add((m0 + m) * b.panel_bytes))
 }
 
+/// Prefetches the `len` bytes at `p` into L1, line by line (never faults, so `p` may
+/// lie past the panel's end).
+#[inline(always)]
+unsafe fn prefetch_lines(p: *const u8, len: usize) {
+    for off in (0..len).step_by(64) {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off).cast());
+    }
+}
+
 /// Q4 weight vector: low (`high == false`) or high nibbles of the 64 bytes at `p`.
 #[inline(always)]
 unsafe fn nibbles(p: *const u8, high: bool) -> __m512i {
@@ -104,12 +113,15 @@ unsafe fn nibbles(p: *const u8, high: bool) -> __m512i {
 /// Where a 32-column block's 8 weight vectors come from: Q8_0 stores them as bytes,
 /// Q4_0 as nibbles (low nibbles for k-steps 0..4, high for 4..8).
 trait BlockWeights {
+    /// Weight bytes per 32-column unit of a panel.
+    const UNIT_BYTES: usize;
     /// # Safety: `panel` points at a packed panel with at least `u + 1` units.
     unsafe fn vector(panel: *const u8, u: usize, k: usize) -> __m512i;
 }
 
 struct Q8_0Kernel;
 impl BlockWeights for Q8_0Kernel {
+    const UNIT_BYTES: usize = 512;
     #[inline(always)]
     unsafe fn vector(panel: *const u8, u: usize, k: usize) -> __m512i {
         _mm512_loadu_si512(panel.add(512 * u + 64 * k).cast())
@@ -124,6 +136,7 @@ impl Kernel for Q8_0Kernel {
 
 struct Q4_0Kernel;
 impl BlockWeights for Q4_0Kernel {
+    const UNIT_BYTES: usize = 256;
     #[inline(always)]
     unsafe fn vector(panel: *const u8, u: usize, k: usize) -> __m512i {
         nibbles(panel.add(256 * u + 64 * (k % 4)), k >= 4)
@@ -144,6 +157,11 @@ unsafe fn block32<const MP: usize, const NT: usize, W: BlockWeights>(b: &PairBlo
     let st = b.stride;
     let mut acc = load_tile::<MP, NT>(tile, m0);
     for u in b.u0..b.u1 {
+        if b.prefetch_units > 0 {
+            for p in w {
+                prefetch_lines(p.wrapping_add(W::UNIT_BYTES * (u + b.prefetch_units)), W::UNIT_BYTES);
+            }
+        }
         let mut ai: [[__m512i; NT]; MP] = [[_mm512_setzero_si512(); NT]; MP];
         for n in 0..NT {
             let c = _mm512_set1_epi32(*b.corr.add(u * st + n));
@@ -192,6 +210,13 @@ unsafe fn q4_k_block<const MP: usize, const NT: usize>(b: &PairBlock, m0: usize,
         let mut scaled: [[__m512; NT]; MP] = [[_mm512_setzero_ps(); NT]; MP];
         let mut mins: [[__m512; NT]; MP] = [[_mm512_setzero_ps(); NT]; MP];
         for j in 0..8 {
+            if b.prefetch_units > 0 {
+                // The same distance in bytes as Q4_0's, a quarter unit at a time: a whole
+                // 2 KiB unit at once is a burst that stalls the loads of this one.
+                for p in w {
+                    prefetch_lines(p.wrapping_add(2048 * u + 256 * (j + b.prefetch_units)), 256);
+                }
+            }
             let mut ai: [[__m512i; NT]; MP] = [[_mm512_setzero_si512(); NT]; MP];
             for k in 0..8 {
                 let wv: [__m512i; MP] = std::array::from_fn(|m| nibbles(w[m].add(2048 * u + 512 * (j / 2) + 64 * k), j % 2 == 1));
