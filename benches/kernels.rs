@@ -108,6 +108,11 @@ fn print_layer_times() {
 fn print_packed_gemm_rates() {
     let peak = kernels::limits::int8_peak_gops().unwrap_or(f64::NAN);
     println!("packed GEMM, ISA {}, {} threads, measured int8 peak {peak:.0} G op/s:", kernels::isa(), rayon::current_num_threads());
+    if let Some(cost) = kernels::limits::fma_beside_vpdpbusd_cost() {
+        // Q8_0 at 6 tokens x 2 panels: 96 vpdpbusd and 36 float ops (convert, scale, FMA)
+        // per 32 columns; at cost 1.5 they share ports, a (96 / 132 =) 73 % ceiling.
+        println!("  12 vpdpbusd + 6 f32 FMA take {cost:.2}x the time of the 12 vpdpbusd alone");
+    }
     for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K] {
         for &(rows, cols, t) in &[(2560, 2560, 8), (10240, 2560, 8), (2560, 2560, 128), (10240, 2560, 128), (2560, 10240, 128), (2560, 2560, 512), (2560, 10240, 512)] {
             let w = Weights::new(ty, rows, cols);

@@ -55,6 +55,71 @@ unsafe fn vnni_chains(iters: u64) {
     std::hint::black_box(c);
 }
 
+/// How much a Q8_0 block's float work costs beside its `vpdpbusd`s on this core: the time
+/// of 12 independent `vpdpbusd` plus 6 f32 FMAs over the time of the 12 `vpdpbusd`
+/// alone (one thread). 1.0 means the FMAs run on other ports for free; 1.5 means they
+/// share the `vpdpbusd` ports (Intel Cascade Lake: both on ports 0 and 5), which caps a
+/// microkernel that converts and scales every 32-weight block's sums. `None` without
+/// AVX-512 VNNI.
+pub fn fma_beside_vpdpbusd_cost() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if super::Isa::Avx512Vnni.is_supported() {
+        let iters: u64 = 10_000_000;
+        let time = |with_fma: bool| {
+            (0..5)
+                .map(|_| {
+                    let start = Instant::now();
+                    // Safety: AVX-512 VNNI was checked above.
+                    unsafe { vnni_chains_with_fma(iters, with_fma) };
+                    start.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        return Some(time(true) / time(false));
+    }
+    None
+}
+
+/// 12 independent `vpdpbusd` chains and, with `with_fma`, 6 independent f32 FMA chains,
+/// `iters` times.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn vnni_chains_with_fma(iters: u64, with_fma: bool) {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+    let (w, x) = (_mm512_set1_epi8(3), _mm512_set1_epi8(5));
+    let (a, b) = (_mm512_set1_ps(1.0), _mm512_set1_ps(1e-9));
+    let mut c = [_mm512_setzero_si512(); 12];
+    let mut f = [_mm512_setzero_ps(); 6];
+    for _ in 0..iters {
+        // Safety: register-only instructions on values held in zmm registers.
+        asm!(
+            "vpdpbusd {c0}, {w}, {x}", "vpdpbusd {c1}, {w}, {x}", "vpdpbusd {c2}, {w}, {x}",
+            "vpdpbusd {c3}, {w}, {x}", "vpdpbusd {c4}, {w}, {x}", "vpdpbusd {c5}, {w}, {x}",
+            "vpdpbusd {c6}, {w}, {x}", "vpdpbusd {c7}, {w}, {x}", "vpdpbusd {c8}, {w}, {x}",
+            "vpdpbusd {c9}, {w}, {x}", "vpdpbusd {c10}, {w}, {x}", "vpdpbusd {c11}, {w}, {x}",
+            c0 = inout(zmm_reg) c[0], c1 = inout(zmm_reg) c[1], c2 = inout(zmm_reg) c[2],
+            c3 = inout(zmm_reg) c[3], c4 = inout(zmm_reg) c[4], c5 = inout(zmm_reg) c[5],
+            c6 = inout(zmm_reg) c[6], c7 = inout(zmm_reg) c[7], c8 = inout(zmm_reg) c[8],
+            c9 = inout(zmm_reg) c[9], c10 = inout(zmm_reg) c[10], c11 = inout(zmm_reg) c[11],
+            w = in(zmm_reg) w, x = in(zmm_reg) x,
+            options(pure, nomem, nostack),
+        );
+        if with_fma {
+            // Safety: as above.
+            asm!(
+                "vfmadd231ps {f0}, {a}, {b}", "vfmadd231ps {f1}, {a}, {b}", "vfmadd231ps {f2}, {a}, {b}",
+                "vfmadd231ps {f3}, {a}, {b}", "vfmadd231ps {f4}, {a}, {b}", "vfmadd231ps {f5}, {a}, {b}",
+                f0 = inout(zmm_reg) f[0], f1 = inout(zmm_reg) f[1], f2 = inout(zmm_reg) f[2],
+                f3 = inout(zmm_reg) f[3], f4 = inout(zmm_reg) f[4], f5 = inout(zmm_reg) f[5],
+                a = in(zmm_reg) a, b = in(zmm_reg) b,
+                options(pure, nomem, nostack),
+            );
+        }
+    }
+    std::hint::black_box((c, f));
+}
+
 /// Read bandwidth from memory in GB/s: all threads of the current pool summing a
 /// 512 MiB buffer (much larger than any cache), best of 3.
 pub fn read_bandwidth_gbs() -> f64 {
