@@ -35,6 +35,12 @@ pub fn contained<T>(call: impl FnOnce() -> T) -> std::result::Result<T, String> 
     })
 }
 
+/// `t`'s encoding of `input` with special tokens and character offsets; a panic inside the
+/// tokenizer or its own error is [`Error::Tokenizer`].
+fn encode_with(t: &tokenizers::Tokenizer, input: tokenizers::EncodeInput<'_>) -> Result<tokenizers::Encoding> {
+    contained(|| t.encode_char_offsets(input, true)).map_err(Error::Tokenizer)?.map_err(|e| Error::Tokenizer(e.to_string()))
+}
+
 /// Parses a tokenizer.json document with the tokenizers crate; the error is one line.
 pub fn parse_json(json: &str) -> std::result::Result<tokenizers::Tokenizer, String> {
     check_precompiled_charsmaps(json)?;
@@ -127,16 +133,13 @@ impl Tokenizer {
             None => tokenizers::EncodeInput::Single(text.into()),
         };
         let enc = if truncate {
-            let t = self.truncating(self.max_tokens, TruncationStrategy::LongestFirst, 0)?;
-            contained(|| t.encode_char_offsets(input, true))
+            encode_with(&self.truncating(self.max_tokens, TruncationStrategy::LongestFirst, 0)?, input)?
         } else {
-            contained(|| self.inner.encode_char_offsets(input, true))
-        }
-        .map_err(Error::Tokenizer)?
-        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            encode_with(&self.inner, input)?
+        };
         if enc.len() > self.max_tokens {
             return Err(Error::Input(format!(
-                "input has {} tokens, more than the model's {} (use --truncate to cut it)",
+                "input has {} tokens, more than the model's {} (turn on truncation to cut it: --truncate, truncate=True in Python, truncate in the C API)",
                 enc.len(),
                 self.max_tokens
             )));
@@ -151,9 +154,7 @@ impl Tokenizer {
         texts
             .iter()
             .map(|&text| {
-                let enc = contained(|| t.encode_char_offsets(tokenizers::EncodeInput::Single(text.into()), true))
-                    .map_err(Error::Tokenizer)?
-                    .map_err(|e| Error::Tokenizer(e.to_string()))?;
+                let enc = encode_with(&t, tokenizers::EncodeInput::Single(text.into()))?;
                 Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
             })
             .collect()
