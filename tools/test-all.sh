@@ -36,11 +36,11 @@ fi
 # 4. every fuzz target on its committed seeds (fuzz/, nightly + cargo-fuzz, ASan), for at most
 #    30 s each, when the nightly toolchain and cargo-fuzz can be installed here; otherwise says
 #    so and skips. The whole step (install, build, runs) stays within FUZZ_BUDGET seconds
-#    (default 480): a slow install or build is skipped with a message, targets get less than
+#    (default 600): a slow install or build is skipped with a message, targets get less than
 #    30 s when time is short. An install failure never fails CI; a crash, leak, OOM or
 #    timeout does.
 fuzz_start=$(date +%s)
-fuzz_deadline=$(( fuzz_start + ${FUZZ_BUDGET:-480} ))
+fuzz_deadline=$(( fuzz_start + ${FUZZ_BUDGET:-600} ))
 # Seconds left in the budget minus $1, at least 1 (a `timeout` argument).
 fuzz_left() { local n=$(( fuzz_deadline - $(date +%s) - ${1:-0} )); echo $(( n > 1 ? n : 1 )); }
 fuzz_ready() { cargo +nightly --version >/dev/null 2>&1 && cargo fuzz --version >/dev/null 2>&1; }
@@ -58,14 +58,14 @@ else
     build_rc=0
     timeout "$(fuzz_left 60)" cargo +nightly fuzz build --fuzz-dir fuzz >/dev/null 2>&1 || build_rc=$?
     if [ "$build_rc" -eq 124 ]; then
-        echo "== SKIPPED: fuzz runs (the fuzz build did not finish within the ${FUZZ_BUDGET:-480} s budget)"
+        echo "== SKIPPED: fuzz runs (the fuzz build did not finish within the ${FUZZ_BUDGET:-600} s budget)"
     elif [ "$build_rc" -ne 0 ]; then
         echo "== the fuzz targets do not build:"; cargo +nightly fuzz build --fuzz-dir fuzz 2>&1 | tail -20; exit 1
     else
         per_target=$(( $(fuzz_left 30) / 6 ))
         [ "$per_target" -gt 30 ] && per_target=30
         if [ "$per_target" -lt 5 ]; then
-            echo "== SKIPPED: fuzz runs (no time left in the ${FUZZ_BUDGET:-480} s budget after the build)"
+            echo "== SKIPPED: fuzz runs (no time left in the ${FUZZ_BUDGET:-600} s budget after the build)"
         else
             echo "== fuzzing every target for $per_target s on its committed seeds"
             FUZZ_NICE=0 tools/fuzz.sh "$per_target"
