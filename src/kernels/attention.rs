@@ -128,32 +128,27 @@ thread_local! {
     static HEAD_SCRATCH: RefCell<HeadScratch> = RefCell::new(HeadScratch::default());
 }
 
-
 fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
         unsafe fn avx512(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
-            // Safety: this function's features include AVX-512F; blocked_head passes
-            // operands of the promised sizes.
             let rank1 = |p: Rank1<'_>, out: &mut [f32]| match p.vectors {
-                // Safety: this function's features include AVX-512F.
+                // Safety: this function's features include AVX-512F; sizes are checked inside.
                 2 => unsafe { rank1_block_avx512::<2>(p, out) },
                 _ => unsafe { rank1_block_avx512::<1>(p, out) },
             };
-            // Safety: as above (AVX is part of AVX-512F).
+            // Safety: AVX is part of AVX-512F; blocked_head passes operands of the promised sizes.
             blocked_head(hs, mask, t, d, rank1, |sc, tp, t, pt| unsafe { transpose_probs_avx(sc, tp, t, pt) })
         }
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
-            // Safety: this function's features include AVX2 and FMA; blocked_head
-            // passes operands of the promised sizes.
             let rank1 = |p: Rank1<'_>, out: &mut [f32]| match p.vectors {
-                // Safety: this function's features include AVX2 and FMA.
+                // Safety: this function's features include AVX2 and FMA; sizes are checked inside.
                 2 => unsafe { rank1_block_avx2::<2>(p, out) },
                 _ => unsafe { rank1_block_avx2::<1>(p, out) },
             };
-            // Safety: as above.
+            // Safety: AVX is part of AVX2; blocked_head passes operands of the promised sizes.
             blocked_head(hs, mask, t, d, rank1, |sc, tp, t, pt| unsafe { transpose_probs_avx(sc, tp, t, pt) })
         }
         if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && super::x86_avx512::Avx512::new().is_some() {
