@@ -21,6 +21,7 @@ const CHUNK_COLS: usize = 512;
 /// How far ahead (in 32-column units, 2 KiB of Q4_0) a single token block prefetches
 /// its weights: ~250 ns of memory latency at ~50 cycles per unit. In-process A/B on the
 /// Xeon, 1 thread: -5..-20 % at 1-8 tokens (q8_0, q4_0, q4_k), none from 16 up.
+#[cfg(target_arch = "x86_64")]
 const PREFETCH_UNITS_AHEAD: usize = 8;
 
 /// What happens to `acc + bias` on its way out.
@@ -210,7 +211,9 @@ pub fn gemm_at_level(
     // Values per token block in each activation panel buffer (divisions hoisted out of the
     // innermost loops, where they cost ~1.5 % at 512 tokens).
     #[cfg(target_arch = "x86_64")]
-    let per_block = [panels.qs.len(), panels.d.len(), panels.corr.len(), panels.sums.len()].map(|len| len / t.div_ceil(nt));
+    let blocks = t.div_ceil(nt);
+    #[cfg(target_arch = "x86_64")]
+    let per_block = [panels.qs.len(), panels.d.len(), panels.corr.len(), panels.sums.len()].map(|len| len / blocks);
     (0..w.panels() / 2).into_par_iter().for_each(|pair| {
         TILE.with(|cell| {
             let mut tile = cell.borrow_mut();
@@ -220,7 +223,7 @@ pub fn gemm_at_level(
                 let u1 = (u0 + chunk_units).min(units);
                 if simd {
                     #[cfg(target_arch = "x86_64")]
-                    let next = NextWeights::new(w, pair, u1, chunk_units, t.div_ceil(nt));
+                    let next = NextWeights::new(w, pair, u1..units, chunk_units, blocks);
                     #[cfg(target_arch = "x86_64")]
                     for (b, tok0) in (0..t).step_by(nt).enumerate() {
                         next.prefetch(b);
@@ -237,7 +240,7 @@ pub fn gemm_at_level(
                             corr: panels.corr[corr..].as_ptr(),
                             sums: panels.sums[sums..].as_ptr(),
                             stride: nt,
-                            prefetch_units: if t <= nt { PREFETCH_UNITS_AHEAD } else { 0 },
+                            prefetch_units: if blocks == 1 { PREFETCH_UNITS_AHEAD } else { 0 },
                         };
                         // Safety: `simd` means the CPU has the level's features (AVX-512
                         // VNNI, or AVX2/FMA/F16C for the other x86 levels); the block points
@@ -288,8 +291,10 @@ impl NextWeights {
     /// Token blocks per chunk from which prefetching pays.
     const MIN_BLOCKS: usize = 8;
 
-    fn new(w: &PackedMatrix, pair: usize, u1: usize, chunk_units: usize, blocks: usize) -> Self {
-        let (layout, units) = (w.layout(), w.cols / w.layout().cols);
+    /// `rest`: the units after the current chunk, to the end of the panel.
+    fn new(w: &PackedMatrix, pair: usize, rest: std::ops::Range<usize>, chunk_units: usize, blocks: usize) -> Self {
+        let layout = w.layout();
+        let (u1, units) = (rest.start, rest.end);
         let next: &[u8] = if blocks < Self::MIN_BLOCKS {
             &[]
         } else if u1 < units {

@@ -17,7 +17,7 @@ pub fn int8_peak_gops() -> Option<f64> {
             let start = Instant::now();
             (0..threads).into_par_iter().for_each(|_| {
                 // Safety: AVX-512 VNNI was checked above.
-                unsafe { vnni_chains(iters) }
+                unsafe { vnni_chains::<false>(iters) }
             });
             let secs = start.elapsed().as_secs_f64();
             // 12 instructions per iteration, 64 multiply-adds each.
@@ -26,33 +26,6 @@ pub fn int8_peak_gops() -> Option<f64> {
         return Some(best);
     }
     None
-}
-
-/// 12 independent `vpdpbusd` chains, `iters` times (inline asm, so nothing is elided).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn vnni_chains(iters: u64) {
-    use std::arch::asm;
-    use std::arch::x86_64::*;
-    let w = _mm512_set1_epi8(3);
-    let x = _mm512_set1_epi8(5);
-    let mut c = [_mm512_setzero_si512(); 12];
-    for _ in 0..iters {
-        // Safety: register-only instructions on values held in zmm registers.
-        asm!(
-            "vpdpbusd {c0}, {w}, {x}", "vpdpbusd {c1}, {w}, {x}", "vpdpbusd {c2}, {w}, {x}",
-            "vpdpbusd {c3}, {w}, {x}", "vpdpbusd {c4}, {w}, {x}", "vpdpbusd {c5}, {w}, {x}",
-            "vpdpbusd {c6}, {w}, {x}", "vpdpbusd {c7}, {w}, {x}", "vpdpbusd {c8}, {w}, {x}",
-            "vpdpbusd {c9}, {w}, {x}", "vpdpbusd {c10}, {w}, {x}", "vpdpbusd {c11}, {w}, {x}",
-            c0 = inout(zmm_reg) c[0], c1 = inout(zmm_reg) c[1], c2 = inout(zmm_reg) c[2],
-            c3 = inout(zmm_reg) c[3], c4 = inout(zmm_reg) c[4], c5 = inout(zmm_reg) c[5],
-            c6 = inout(zmm_reg) c[6], c7 = inout(zmm_reg) c[7], c8 = inout(zmm_reg) c[8],
-            c9 = inout(zmm_reg) c[9], c10 = inout(zmm_reg) c[10], c11 = inout(zmm_reg) c[11],
-            w = in(zmm_reg) w, x = in(zmm_reg) x,
-            options(pure, nomem, nostack),
-        );
-    }
-    std::hint::black_box(c);
 }
 
 /// How much a Q8_0 block's float work costs beside its `vpdpbusd`s on this core: the time
@@ -70,7 +43,7 @@ pub fn fma_beside_vpdpbusd_cost() -> Option<f64> {
                 .map(|_| {
                     let start = Instant::now();
                     // Safety: AVX-512 VNNI was checked above.
-                    unsafe { vnni_chains_with_fma(iters, with_fma) };
+                    unsafe { if with_fma { vnni_chains::<true>(iters) } else { vnni_chains::<false>(iters) } };
                     start.elapsed().as_secs_f64()
                 })
                 .fold(f64::INFINITY, f64::min)
@@ -80,11 +53,11 @@ pub fn fma_beside_vpdpbusd_cost() -> Option<f64> {
     None
 }
 
-/// 12 independent `vpdpbusd` chains and, with `with_fma`, 6 independent f32 FMA chains,
-/// `iters` times.
+/// 12 independent `vpdpbusd` chains and, with `WITH_FMA`, 6 independent f32 FMA chains,
+/// `iters` times (inline asm, so nothing is elided).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn vnni_chains_with_fma(iters: u64, with_fma: bool) {
+unsafe fn vnni_chains<const WITH_FMA: bool>(iters: u64) {
     use std::arch::asm;
     use std::arch::x86_64::*;
     let (w, x) = (_mm512_set1_epi8(3), _mm512_set1_epi8(5));
@@ -105,7 +78,7 @@ unsafe fn vnni_chains_with_fma(iters: u64, with_fma: bool) {
             w = in(zmm_reg) w, x = in(zmm_reg) x,
             options(pure, nomem, nostack),
         );
-        if with_fma {
+        if WITH_FMA {
             // Safety: as above.
             asm!(
                 "vfmadd231ps {f0}, {a}, {b}", "vfmadd231ps {f1}, {a}, {b}", "vfmadd231ps {f2}, {a}, {b}",
