@@ -3,7 +3,7 @@
 //! them from a `#[target_feature]` function, which instantiates them for that ISA.
 //! Results equal the scalar reference up to the order of f32 summation.
 
-use super::scalar::{exp_f32, gelu_erf_one};
+use super::scalar::{exp_f32_with, gelu_erf_one};
 use crate::quant::QK_K;
 
 const LANES: usize = 16;
@@ -47,19 +47,6 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (o, &v) in y.iter_mut().zip(x) {
         *o = a.mul_add(v, *o);
     }
-}
-
-#[inline(always)]
-fn sum(x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let c = x.chunks_exact(LANES);
-    let tail: f32 = c.remainder().iter().sum();
-    for ch in c {
-        for l in 0..LANES {
-            acc[l] += ch[l];
-        }
-    }
-    sum_lanes(acc) + tail
 }
 
 #[inline(always)]
@@ -125,10 +112,21 @@ pub fn softmax_inplace(x: &mut [f32]) {
         }
     }
     let max = mx.iter().fold(tail, |m, &v| m.max(v));
-    for v in x.iter_mut() {
-        *v = exp_f32(*v - max);
+    // exp and sum in one pass; callers are compiled with FMA (x86 levels from AVX2, NEON).
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for ch in &mut chunks {
+        for l in 0..LANES {
+            ch[l] = exp_f32_with::<true>(ch[l] - max);
+            acc[l] += ch[l];
+        }
     }
-    let inv = 1.0 / sum(x);
+    let mut tail = 0.0;
+    for v in chunks.into_remainder() {
+        *v = exp_f32_with::<true>(*v - max);
+        tail += *v;
+    }
+    let inv = 1.0 / (sum_lanes(acc) + tail);
     x.iter_mut().for_each(|v| *v *= inv);
 }
 

@@ -134,6 +134,14 @@ pub(crate) fn dot_row(w: &super::QMatrix, row: usize, acts: &QuantActs, tok: usi
 /// `#[target_feature]` wrapper.
 #[inline(always)]
 pub fn exp_f32(a: f32) -> f32 {
+    exp_f32_with::<false>(a)
+}
+
+/// [`exp_f32`] with the polynomial's steps as one rounding each (`FUSED`: `mul_add`, for
+/// callers compiled with FMA, where it is half the instructions) or two.
+#[inline(always)]
+pub fn exp_f32_with<const FUSED: bool>(a: f32) -> f32 {
+    let step = |p: f32, r: f32, c: f32| if FUSED { p.mul_add(r, c) } else { p * r + c };
     // Beyond this range the result would leave the normal f32 range.
     let a = a.clamp(-87.3, 88.0);
     let n = (a * std::f32::consts::LOG2_E).round_ties_even();
@@ -141,13 +149,9 @@ pub fn exp_f32(a: f32) -> f32 {
     let r = n.mul_add(-0.693_145_75, a);
     let r = n.mul_add(-1.428_606_8e-6, r);
     let mut p = 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = step(p, r, c);
+    }
     p * pow2_of_integer(n)
 }
 
