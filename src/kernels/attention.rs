@@ -73,12 +73,15 @@ const QB: usize = 8;
 const KV: usize = 2;
 /// Columns per block of the blocked products.
 const BW: usize = KV * LANES;
+/// Query blocks whose scores are computed together, each key block loaded once for all.
+const QUERY_GROUP: usize = 4;
 const _: () = assert!(KV == 2, "the SIMD rank-1 kernels are instantiated for 1 and 2 vectors");
 
 /// One head's operands, laid out for the blocked kernel and reused across calls.
 #[derive(Default)]
 struct HeadScratch {
-    /// Scaled queries `[t, d]`.
+    /// Scaled queries transposed in blocks of `QB`, `[tq / QB][d][QB]`, zero beyond t: the
+    /// `QB` values a scores step broadcasts sit together, addressed from one pointer.
     q: Vec<f32>,
     /// Keys transposed in blocks of `KV * LANES` keys, `[tp / 32][d][32]`, zero beyond t:
     /// each block's `d` rows are contiguous (rows `tp` apart would fall into a few L1
@@ -86,10 +89,7 @@ struct HeadScratch {
     kt: Vec<f32>,
     /// Values in blocks of 32 columns, `[dp / 32][t][32]`, zero beyond d.
     v: Vec<f32>,
-    /// One query block's queries transposed, `[d, QB]`: the `QB` values broadcast at
-    /// each step sit together, addressed from one pointer.
-    qt: Vec<f32>,
-    /// Scores of one query block, `[QB, tp]` (rows for the softmax).
+    /// Scores of a group of `QUERY_GROUP` query blocks, `[QUERY_GROUP][QB, tp]`.
     scores: Vec<f32>,
     /// The same probabilities transposed, `[tp, QB]`, for the weighted sum of values.
     pt: Vec<f32>,
@@ -98,31 +98,73 @@ struct HeadScratch {
 }
 
 impl HeadScratch {
+    /// Copies head `col0..col0 + d` of q (scaled), k and v into the kernel's layouts.
+    /// Buffers are only resized, not cleared: every value the kernel reads is written
+    /// here or by an earlier step of the same call, except the zero padding of keys past
+    /// `t` and of value columns past `d`, which is written explicitly.
     // q, k, v: [t, hd], head columns col0..col0+d
     #[allow(clippy::too_many_arguments)]
     fn prepare(&mut self, q: &[f32], k: &[f32], v: &[f32], t: usize, hd: usize, col0: usize, d: usize, scale: f32) {
-        let (tp, dp) = (t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
-        let fill = |buf: &mut Vec<f32>, n: usize| {
-            buf.clear();
+        let (tq, tp, dp) = (t.next_multiple_of(QB), t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
+        for (buf, n) in [
+            (&mut self.q, tq * d),
+            (&mut self.kt, d * tp),
+            (&mut self.v, t * dp),
+            (&mut self.scores, QUERY_GROUP * QB * tp),
+            (&mut self.pt, tp * QB),
+            (&mut self.out, t * dp),
+        ] {
             buf.resize(n, 0.0);
-        };
-        fill(&mut self.q, t * d);
-        fill(&mut self.kt, d * tp);
-        fill(&mut self.v, t * dp);
-        fill(&mut self.qt, d * QB);
-        fill(&mut self.scores, QB * tp);
-        fill(&mut self.pt, tp * QB);
-        fill(&mut self.out, t * dp);
+        }
+        // Padded queries and keys score 0 (never read back), padded value columns give 0
+        // (never copied out); zeros keep stale NaNs from earlier calls out of the products.
+        if t % QB != 0 {
+            for query_row in self.q[(t / QB) * d * QB..].chunks_exact_mut(QB) {
+                query_row[t % QB..].fill(0.0);
+            }
+        }
+        if t % BW != 0 {
+            for key_row in self.kt[(t / BW) * d * BW..].chunks_exact_mut(BW) {
+                key_row[t % BW..].fill(0.0);
+            }
+        }
+        if d % BW != 0 {
+            for row in self.v[(d / BW) * t * BW..].chunks_exact_mut(BW) {
+                row[d % BW..].fill(0.0);
+            }
+        }
         for s in 0..t {
             let row = s * hd + col0;
-            for c in 0..d {
-                self.q[s * d + c] = q[row + c] * scale;
-                self.kt[(s / BW) * d * BW + c * BW + s % BW] = k[row + c];
-                self.v[(c / BW) * t * BW + s * BW + c % BW] = v[row + c];
+            // The head's slice of each row is a few lines in its own page, which the
+            // hardware prefetcher does not follow from row to row.
+            #[cfg(target_arch = "x86_64")]
+            if s + PREFETCH_ROWS < t {
+                let ahead = row + PREFETCH_ROWS * hd;
+                for m in [q, k, v] {
+                    for c in (0..d).step_by(16) {
+                        // Safety: a prefetch never faults; the address is inside `m` anyway.
+                        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(m[ahead + c..].as_ptr().cast()) };
+                    }
+                }
+            }
+            let query_block = &mut self.q[(s / QB) * d * QB + s % QB..];
+            for (c, &x) in q[row..row + d].iter().enumerate() {
+                query_block[c * QB] = x * scale;
+            }
+            let key_block = &mut self.kt[(s / BW) * d * BW + s % BW..];
+            for (c, &x) in k[row..row + d].iter().enumerate() {
+                key_block[c * BW] = x;
+            }
+            for (b, cols) in v[row..row + d].chunks(BW).enumerate() {
+                self.v[b * t * BW + s * BW..][..cols.len()].copy_from_slice(cols);
             }
         }
     }
 }
+
+/// Rows ahead whose head slices [`HeadScratch::prepare`] prefetches.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_ROWS: usize = 4;
 
 thread_local! {
     static HEAD_SCRATCH: RefCell<HeadScratch> = RefCell::new(HeadScratch::default());
@@ -334,36 +376,39 @@ fn blocked_head(
     transpose: impl Fn(&[f32], usize, usize, &mut [f32]),
 ) {
     let (tp, dp) = (t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
-    let HeadScratch { q, kt, v, qt, scores, pt, out } = hs;
-    for i0 in (0..t).step_by(QB) {
-        let nq = QB.min(t - i0);
-        // A short last block repeats its last query; those rows are never read back.
-        for c in 0..d {
-            for j in 0..QB {
-                qt[c * QB + j] = q[(i0 + j.min(nq - 1)) * d + c];
-            }
-        }
-        // scores[j, s] = q_j . k_s: steps over c, b = the key block's rows.
+    let HeadScratch { q, kt, v, scores, pt, out } = hs;
+    for g0 in (0..t).step_by(QUERY_GROUP * QB) {
+        let blocks = (t - g0).div_ceil(QB).min(QUERY_GROUP);
+        // scores[j, s] = q_j . k_s: steps over c, b = the key block's rows. Each key block
+        // serves the group's query blocks while it is in L1.
         for s0 in (0..tp).step_by(BW) {
             let b = &kt[s0 * d..(s0 + BW) * d];
-            rank1(Rank1 { a: qt, b, b_stride: BW, n: d, vectors: KV, out_stride: tp, rows: QB }, &mut scores[s0..]);
-        }
-        for j in 0..QB {
-            let row = &mut scores[j * tp..j * tp + t];
-            for (sc, &keep) in row.iter_mut().zip(mask) {
-                if !keep {
-                    *sc = MASKED_SCORE;
-                }
+            for g in 0..blocks {
+                let i0 = g0 + g * QB;
+                let qt = &q[i0 * d..(i0 + QB) * d];
+                rank1(Rank1 { a: qt, b, b_stride: BW, n: d, vectors: KV, out_stride: tp, rows: QB }, &mut scores[g * QB * tp + s0..]);
             }
-            super::generic::softmax_inplace(row);
         }
-        transpose(scores, tp, t, pt);
-        // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows (stride dp).
-        // A head dimension of 80 ends with one vector of 16 columns, not a padded 32.
-        for c0 in (0..d).step_by(BW) {
-            let vectors = (d - c0).div_ceil(LANES).min(KV);
-            let b = &v[c0 * t..(c0 + BW) * t];
-            rank1(Rank1 { a: pt, b, b_stride: BW, n: t, vectors, out_stride: dp, rows: nq }, &mut out[i0 * dp + c0..]);
+        for g in 0..blocks {
+            let (i0, scores) = (g0 + g * QB, &mut scores[g * QB * tp..(g + 1) * QB * tp]);
+            let nq = QB.min(t - i0);
+            for row in scores.chunks_exact_mut(tp) {
+                let row = &mut row[..t];
+                for (sc, &keep) in row.iter_mut().zip(mask) {
+                    if !keep {
+                        *sc = MASKED_SCORE;
+                    }
+                }
+                super::generic::softmax_inplace(row);
+            }
+            transpose(scores, tp, t, pt);
+            // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows (stride dp).
+            // A head dimension of 80 ends with one vector of 16 columns, not a padded 32.
+            for c0 in (0..d).step_by(BW) {
+                let vectors = (d - c0).div_ceil(LANES).min(KV);
+                let b = &v[c0 * t..(c0 + BW) * t];
+                rank1(Rank1 { a: pt, b, b_stride: BW, n: t, vectors, out_stride: dp, rows: nq }, &mut out[i0 * dp + c0..]);
+            }
         }
     }
 }
