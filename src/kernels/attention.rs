@@ -377,6 +377,8 @@ fn blocked_head(
 ) {
     let (tp, dp) = (t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
     let HeadScratch { q, kt, v, scores, pt, out } = hs;
+    // One input alone, or the longest of a batch, attends to every key.
+    let masked = mask.contains(&false);
     for g0 in (0..t).step_by(QUERY_GROUP * QB) {
         let blocks = (t - g0).div_ceil(QB).min(QUERY_GROUP);
         // scores[j, s] = q_j . k_s: steps over c, b = the key block's rows. Each key block
@@ -394,9 +396,11 @@ fn blocked_head(
             let nq = QB.min(t - i0);
             for row in scores.chunks_exact_mut(tp) {
                 let row = &mut row[..t];
-                for (sc, &keep) in row.iter_mut().zip(mask) {
-                    if !keep {
-                        *sc = MASKED_SCORE;
+                if masked {
+                    for (sc, &keep) in row.iter_mut().zip(mask) {
+                        if !keep {
+                            *sc = MASKED_SCORE;
+                        }
                     }
                 }
                 super::generic::softmax_inplace(row);
