@@ -56,6 +56,15 @@ pub fn attention_at_level(
             hs.prepare(q, k, v, t, hd, h * head_dim, head_dim, scale);
             run_blocked_head(level, hs, key_mask, t, head_dim);
             for i in 0..t {
+                // As in `prepare`: the rows ahead, each in its own page, fetched for writing.
+                #[cfg(target_arch = "x86_64")]
+                if i + PREFETCH_ROWS < t {
+                    let ahead = out_ptr.get().wrapping_add((i + PREFETCH_ROWS) * hd + h * head_dim);
+                    for c in (0..head_dim).step_by(16) {
+                        // Safety: a prefetch never faults.
+                        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(ahead.wrapping_add(c).cast()) };
+                    }
+                }
                 // Safety: head h writes only columns h*head_dim..(h+1)*head_dim of each
                 // row i < t, disjoint from every other task; `out` is borrowed mutably
                 // for the whole loop and has t * hd values (asserted above).
