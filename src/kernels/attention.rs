@@ -1,9 +1,10 @@
 //! Multi-head self-attention for one sequence, parallel over heads.
 //!
-//! The SIMD levels run a blocked kernel: 8 queries at a time against 16 keys (scores)
-//! or 16 value columns (outputs), so each key or value vector loaded from cache feeds
-//! 8 independent FMA chains. The scalar level keeps the plain per-query loops as the
-//! reference.
+//! The SIMD levels run a blocked kernel: 8 queries at a time against 2 vectors of 16 keys
+//! (scores) or 16 value columns (outputs), so each key or value vector loaded from cache
+//! feeds 8 independent FMA chains; 4 such query blocks share each key block while it is
+//! in L1. Per head, `prepare` first copies the head's columns into those layouts. The
+//! scalar level keeps the plain per-query loops as the reference.
 
 use super::{SharedOut, isa, Isa};
 use rayon::prelude::*;
