@@ -128,20 +128,15 @@ impl HeadScratch {
         }
         // Padded queries and keys score 0 (never read back), padded value columns give 0
         // (never copied out); zeros keep stale NaNs from earlier calls out of the products.
-        if t % QB != 0 {
-            for query_row in self.q[(t / QB) * d * QB..].chunks_exact_mut(QB) {
-                query_row[t % QB..].fill(0.0);
-            }
+        // (Each slice below is empty when there is no padding.)
+        for query_row in self.q[(t / QB) * d * QB..].chunks_exact_mut(QB) {
+            query_row[t % QB..].fill(0.0);
         }
-        if t % BW != 0 {
-            for key_row in self.kt[(t / BW) * d * BW..].chunks_exact_mut(BW) {
-                key_row[t % BW..].fill(0.0);
-            }
+        for key_row in self.kt[(t / BW) * d * BW..].chunks_exact_mut(BW) {
+            key_row[t % BW..].fill(0.0);
         }
-        if d % BW != 0 {
-            for row in self.v[(d / BW) * t * BW..].chunks_exact_mut(BW) {
-                row[d % BW..].fill(0.0);
-            }
+        for row in self.v[(d / BW) * t * BW..].chunks_exact_mut(BW) {
+            row[d % BW..].fill(0.0);
         }
         for s in 0..t {
             let row = s * hd + col0;
