@@ -150,7 +150,7 @@ fn print_attention_rates() {
         let mut ms: Vec<f64> = (0..40)
             .map(|_| {
                 let start = Instant::now();
-                kernels::attention(&q, &k, &v, &mask, t, heads, head_dim, &mut out);
+                kernels::attention(&q, &k, &v, kernels::QkvLayout::TokenMajor, &mask, t, heads, head_dim, &mut out);
                 start.elapsed().as_secs_f64() * 1e3
             })
             .collect();
@@ -220,7 +220,7 @@ fn bench_small_kernels(c: &mut Criterion) {
         let mut iters = 0u32;
         group.bench_function(BenchmarkId::new("attention_32x80", t), |b| {
             b.iter(|| {
-                kernels::attention(&q, &q, &q, &mask, t, 32, 80, &mut o);
+                kernels::attention(&q, &q, &q, kernels::QkvLayout::TokenMajor, &mask, t, 32, 80, &mut o);
                 iters += 1;
             })
         });

@@ -4,7 +4,7 @@
 mod common;
 
 use common::rng::Rng;
-use xlmr::kernels::{self, at_level, ActFormat, Epilogue, Isa, MatmulScratch, PackedMatrix, QMatrix, QuantActs, PANEL_ROWS};
+use xlmr::kernels::{self, at_level, ActFormat, Epilogue, Isa, MatmulScratch, PackedMatrix, QMatrix, QkvLayout, QuantActs, PANEL_ROWS};
 use xlmr::quant::{dequantize, quantize_row, GgmlType};
 
 /// Weight bytes in an 8-byte-aligned buffer, as a GGUF mmap would give them.
@@ -410,7 +410,7 @@ fn attention_matches_f64() {
         let (t, h, d) = (70, 16, 88);
         let nan = vec![f32::NAN; t * h * d];
         let mut out = vec![0.0; t * h * d];
-        kernels::attention_at_level(level, &nan, &nan, &nan, &vec![true; t], t, h, d, &mut out);
+        kernels::attention_at_level(level, &nan, &nan, &nan, QkvLayout::TokenMajor, &vec![true; t], t, h, d, &mut out);
     }
     for (t, h, d) in [(1, 1, 80), (7, 2, 80), (33, 3, 80), (5, 2, 64), (40, 2, 40), (9, 1, 24), (300, 2, 80), (161, 1, 24)] {
         let hd = h * d;
@@ -421,11 +421,26 @@ fn attention_matches_f64() {
             let want = attention64(&q, &k, &v, &mask, t, h, d);
             for level in Isa::supported() {
                 let mut out = vec![f32::NAN; t * hd];
-                kernels::attention_at_level(level, &q, &k, &v, &mask, t, h, d, &mut out);
+                kernels::attention_at_level(level, &q, &k, &v, QkvLayout::TokenMajor, &mask, t, h, d, &mut out);
                 for i in 0..t * hd {
                     let e = (out[i] as f64 - want[i]).abs();
                     assert!(e <= 1e-5, "{level} t={t} h={h} d={d} mask={mask:?} i={i}: {} vs {}", out[i], want[i]);
                 }
+                // The same sequence as rows 2..2 + t of 3 + t, head-major (one input of a batch).
+                let rows = t + 3;
+                let head_major = |m: &[f32]| -> Vec<f32> {
+                    let mut hm = vec![f32::NAN; rows * hd]; // rows outside the sequence must not be read
+                    for j in 0..h {
+                        for s in 0..t {
+                            hm[(j * rows + 2 + s) * d..][..d].copy_from_slice(&m[s * hd + j * d..][..d]);
+                        }
+                    }
+                    hm
+                };
+                let (qh, kh, vh) = (head_major(&q), head_major(&k), head_major(&v));
+                let mut out_h = vec![f32::NAN; t * hd];
+                kernels::attention_at_level(level, &qh, &kh, &vh, QkvLayout::HeadMajor { rows, first_row: 2 }, &mask, t, h, d, &mut out_h);
+                assert_eq!(out_h, out, "{level} t={t} h={h} d={d}: head-major differs from token-major");
             }
         }
     }
@@ -557,11 +572,13 @@ fn packed_gemm_matches_scalar_on_awkward_shapes() {
     }
 }
 
-/// Epilogues: Accumulate adds to what is there; Gelu equals GELU of Store (same level).
+/// Epilogues: Accumulate adds to what is there; Gelu equals GELU of Store (same level);
+/// StoreHeads writes exactly Store's values, each of 3 parts permuted to `[heads][t][d]`
+/// (heads of 12 straddle the 32-row pairs and the parts' ends, heads of 48 fill a part).
 #[test]
 fn packed_gemm_epilogues() {
     let mut rng = Rng::new(9);
-    let (rows, cols, t) = (64, 512, 9);
+    let (rows, cols, t) = (144, 512, 9);
     for ty in QUANT_TYPES {
         let w = Weights::quantized(ty, &rng.vec(rows * cols, 1.0), rows, cols);
         let p = PackedMatrix::pack(&[&w.matrix()]).unwrap().unwrap();
@@ -578,6 +595,20 @@ fn packed_gemm_epilogues() {
             let mut want = plain.clone();
             at_level::gelu_erf(level, &mut want);
             assert_eq!(gelu, want, "{ty} {level} gelu");
+            let (parts, part_rows) = (3, rows / 3);
+            let plain = run_gemm(level, &p, &x, Some(&bias), t, parts, Epilogue::Store, &vec![f32::NAN; t * rows]);
+            for d in [12, 16, 48] {
+                let got = run_gemm(level, &p, &x, Some(&bias), t, parts, Epilogue::StoreHeads(d), &vec![f32::NAN; t * rows]);
+                for part in 0..parts {
+                    for tok in 0..t {
+                        for j in 0..part_rows {
+                            let want = plain[part * t * part_rows + tok * part_rows + j];
+                            let at = part * t * part_rows + (j / d) * t * d + tok * d + j % d;
+                            assert_eq!(got[at].to_bits(), want.to_bits(), "{ty} {level} d={d} part {part} token {tok} row {j}");
+                        }
+                    }
+                }
+            }
         }
     }
 }

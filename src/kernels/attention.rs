@@ -14,11 +14,39 @@ use std::cell::RefCell;
 /// uniform distribution instead of NaN.
 pub const MASKED_SCORE: f32 = -1e30;
 
-/// q, k, v, out: [t, heads * head_dim] (head j at columns j*head_dim..); key_mask: [t],
-/// true = attend. out = softmax(q kᵀ / sqrt(head_dim) + mask) v per head.
+/// How q, k and v hold each head's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QkvLayout {
+    /// `[t, heads * head_dim]`, head j at columns `j * head_dim..` (as a matmul writes them).
+    TokenMajor,
+    /// `[heads][rows][head_dim]` (as `Epilogue::StoreHeads` writes them): the sequence is
+    /// rows `first_row..first_row + t` of each head (one input of a batch).
+    HeadMajor { rows: usize, first_row: usize },
+}
+
+impl QkvLayout {
+    /// Values each of q, k and v must hold.
+    fn len(self, t: usize, hd: usize) -> usize {
+        match self {
+            QkvLayout::TokenMajor => t * hd,
+            QkvLayout::HeadMajor { rows, .. } => rows * hd,
+        }
+    }
+
+    /// Index of head `h`'s first value of the sequence's row 0, and the step from row to row.
+    fn head_start(self, h: usize, head_dim: usize, hd: usize) -> (usize, usize) {
+        match self {
+            QkvLayout::TokenMajor => (h * head_dim, hd),
+            QkvLayout::HeadMajor { rows, first_row } => ((h * rows + first_row) * head_dim, head_dim),
+        }
+    }
+}
+
+/// q, k, v: `layout`; out: [t, heads * head_dim] (head j at columns j*head_dim..);
+/// key_mask: [t], true = attend. out = softmax(q kᵀ / sqrt(head_dim) + mask) v per head.
 #[allow(clippy::too_many_arguments)]
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: &[bool], t: usize, heads: usize, head_dim: usize, out: &mut [f32]) {
-    attention_at_level(isa(), q, k, v, key_mask, t, heads, head_dim, out)
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], layout: QkvLayout, key_mask: &[bool], t: usize, heads: usize, head_dim: usize, out: &mut [f32]) {
+    attention_at_level(isa(), q, k, v, layout, key_mask, t, heads, head_dim, out)
 }
 
 /// [`attention`] at an explicit ISA level (tests); an unsupported level runs scalar.
@@ -28,6 +56,7 @@ pub fn attention_at_level(
     q: &[f32],
     k: &[f32],
     v: &[f32],
+    layout: QkvLayout,
     key_mask: &[bool],
     t: usize,
     heads: usize,
@@ -36,8 +65,12 @@ pub fn attention_at_level(
 ) {
     let hd = heads * head_dim;
     assert!(head_dim > 0 && heads > 0, "attention: zero heads or head_dim");
-    for (name, len) in [("q", q.len()), ("k", k.len()), ("v", v.len()), ("out", out.len())] {
-        assert_eq!(len, t * hd, "attention: {name} has {len} values, expected {t} x {hd}");
+    if let QkvLayout::HeadMajor { rows, first_row } = layout {
+        assert!(first_row + t <= rows, "attention: rows {first_row}..{} past the {rows} rows", first_row + t);
+    }
+    let qkv_len = layout.len(t, hd);
+    for (name, len, want) in [("q", q.len(), qkv_len), ("k", k.len(), qkv_len), ("v", v.len(), qkv_len), ("out", out.len(), t * hd)] {
+        assert_eq!(len, want, "attention: {name} has {len} values, expected {want}");
     }
     assert_eq!(key_mask.len(), t, "attention: key_mask has {} entries, expected {t}", key_mask.len());
     if t == 0 {
@@ -45,7 +78,7 @@ pub fn attention_at_level(
     }
     let level = if level.is_supported() { level } else { Isa::Scalar };
     if level == Isa::Scalar {
-        return attention_reference(q, k, v, key_mask, t, heads, head_dim, out);
+        return attention_reference(q, k, v, layout, key_mask, t, heads, head_dim, out);
     }
     let scale = 1.0 / (head_dim as f32).sqrt();
     let dp = head_dim.next_multiple_of(KV * LANES);
@@ -54,7 +87,7 @@ pub fn attention_at_level(
         HEAD_SCRATCH.with(|cell| {
             let mut guard = cell.borrow_mut();
             let hs = &mut *guard;
-            hs.prepare(q, k, v, t, hd, h * head_dim, head_dim, scale);
+            hs.prepare(q, k, v, t, layout.head_start(h, head_dim, hd), head_dim, scale);
             run_blocked_head(level, hs, key_mask, t, head_dim);
             for i in 0..t {
                 // As in `prepare`: the rows ahead, each in its own page, fetched for writing.
@@ -108,13 +141,13 @@ struct HeadScratch {
 }
 
 impl HeadScratch {
-    /// Copies head `col0..col0 + d` of q (scaled), k and v into the kernel's layouts.
+    /// Copies one head of q (scaled), k and v into the kernel's layouts.
     /// Buffers are only resized, not cleared: every value the kernel reads is written
     /// here or by an earlier step of the same call, except the zero padding of keys past
     /// `t` and of value columns past `d`, which is written explicitly.
-    // q, k, v: [t, hd], head columns col0..col0+d
+    // q, k, v: the head's row s at start + s * stride, d values
     #[allow(clippy::too_many_arguments)]
-    fn prepare(&mut self, q: &[f32], k: &[f32], v: &[f32], t: usize, hd: usize, col0: usize, d: usize, scale: f32) {
+    fn prepare(&mut self, q: &[f32], k: &[f32], v: &[f32], t: usize, (start, stride): (usize, usize), d: usize, scale: f32) {
         let (tq, tp, dp) = (t.next_multiple_of(QB), t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
         for (buf, n) in [
             (&mut self.q, tq * d),
@@ -139,12 +172,12 @@ impl HeadScratch {
             row[d % BW..].fill(0.0);
         }
         for s in 0..t {
-            let row = s * hd + col0;
-            // The head's slice of each row is a few lines in its own page, which the
-            // hardware prefetcher does not follow from row to row.
+            let row = start + s * stride;
+            // Token-major, the head's slice of each row is a few lines in its own page,
+            // which the hardware prefetcher does not follow from row to row.
             #[cfg(target_arch = "x86_64")]
             if s + PREFETCH_ROWS < t {
-                let ahead = row + PREFETCH_ROWS * hd;
+                let ahead = row + PREFETCH_ROWS * stride;
                 for m in [q, k, v] {
                     for c in (0..d).step_by(16) {
                         // Safety: a prefetch never faults; the address is inside `m` anyway.
@@ -424,7 +457,7 @@ fn blocked_head(
 
 /// The plain version (the scalar level): per head, per query, over transposed K and V.
 #[allow(clippy::too_many_arguments)]
-fn attention_reference(q: &[f32], k: &[f32], v: &[f32], key_mask: &[bool], t: usize, heads: usize, head_dim: usize, out: &mut [f32]) {
+fn attention_reference(q: &[f32], k: &[f32], v: &[f32], layout: QkvLayout, key_mask: &[bool], t: usize, heads: usize, head_dim: usize, out: &mut [f32]) {
     let level = Isa::Scalar;
     let hd = heads * head_dim;
     let scale = 1.0 / (head_dim as f32).sqrt();
@@ -434,13 +467,13 @@ fn attention_reference(q: &[f32], k: &[f32], v: &[f32], key_mask: &[bool], t: us
     let per_head: Vec<Vec<f32>> = (0..heads)
         .into_par_iter()
         .map(|h| {
-            let col0 = h * head_dim;
+            let (start, stride) = layout.head_start(h, head_dim, hd);
             let mut kt = vec![0.0f32; head_dim * t];
             let mut vt = vec![0.0f32; head_dim * t];
             for s in 0..t {
                 for c in 0..head_dim {
-                    kt[c * t + s] = k[s * hd + col0 + c];
-                    vt[c * t + s] = v[s * hd + col0 + c];
+                    kt[c * t + s] = k[start + s * stride + c];
+                    vt[c * t + s] = v[start + s * stride + c];
                 }
             }
             let mut scores = vec![0.0f32; t];
@@ -448,7 +481,7 @@ fn attention_reference(q: &[f32], k: &[f32], v: &[f32], key_mask: &[bool], t: us
             for i in 0..t {
                 scores.fill(0.0);
                 for c in 0..head_dim {
-                    super::isa::axpy(level, q[i * hd + col0 + c] * scale, &kt[c * t..(c + 1) * t], &mut scores);
+                    super::isa::axpy(level, q[start + i * stride + c] * scale, &kt[c * t..(c + 1) * t], &mut scores);
                 }
                 for (score, &keep) in scores.iter_mut().zip(key_mask) {
                     if !keep {

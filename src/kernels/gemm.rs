@@ -33,6 +33,9 @@ pub enum Epilogue {
     Accumulate,
     /// y = gelu_erf(acc + bias) (the FFN's up projection)
     Gelu,
+    /// y = acc + bias, each output written head-major, `[rows / d][t][d]` for heads of `d`
+    /// columns (Q, K and V for attention, which then reads each head contiguously).
+    StoreHeads(usize),
 }
 
 /// Quantized activations regrouped by blocks of `nt` tokens, so that a microkernel
@@ -181,6 +184,9 @@ pub fn gemm_at_level(
     }
     if let Some(b) = bias {
         assert_eq!(b.len(), rows, "gemm: bias has {} values, expected {rows}", b.len());
+    }
+    if let Epilogue::StoreHeads(d) = epilogue {
+        assert!(d > 0 && part_rows.is_multiple_of(d), "gemm: {part_rows} rows per output do not split into heads of {d}");
     }
     if t == 0 {
         return;
@@ -387,6 +393,28 @@ impl OutTile<'_> {
             let run_end = r1.min((part + 1) * part_rows);
             let (col, n) = (r - part * part_rows, run_end - r);
             let bias = bias.map(|b| &b[r..run_end]);
+            if let Epilogue::StoreHeads(d) = epilogue {
+                // Head-major: the run splits where a head ends.
+                let mut c = col;
+                while c < col + n {
+                    let (head, end) = (c / d, (col + n).min((c / d + 1) * d));
+                    let bias = bias.map(|b| &b[c - col..end - col]);
+                    for tok in 0..t {
+                        let src = &tile[tok * PAIR_ROWS + (r - r0) + (c - col)..][..end - c];
+                        // Safety: (tok, column c..end) of part `part` maps one to one onto this
+                        // range of its [part_rows / d][t][d] values; pairs cover disjoint rows,
+                        // so no other task writes it; the part stays mutably borrowed.
+                        let dst = unsafe { std::slice::from_raw_parts_mut(outs[part].get().add(head * t * d + tok * d + c % d), end - c) };
+                        match bias {
+                            Some(b) => dst.iter_mut().zip(src).zip(b).for_each(|((d, &v), &b)| *d = v + b),
+                            None => dst.copy_from_slice(src),
+                        }
+                    }
+                    c = end;
+                }
+                r = run_end;
+                continue;
+            }
             for tok in 0..t {
                 let src = &tile[tok * PAIR_ROWS + (r - r0)..][..n];
                 // Safety: pairs cover disjoint row ranges, so each (part, tok, col..col + n)
@@ -398,7 +426,7 @@ impl OutTile<'_> {
                     (Epilogue::Store, None) => dst.copy_from_slice(src),
                     (Epilogue::Accumulate, Some(b)) => dst.iter_mut().zip(src).zip(b).for_each(|((d, &v), &b)| *d += v + b),
                     (Epilogue::Accumulate, None) => dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v),
-                    (Epilogue::Gelu, _) => unreachable!("applied to the whole tile above"),
+                    (Epilogue::Gelu | Epilogue::StoreHeads(_), _) => unreachable!("applied above"),
                 }
             }
             r = run_end;

@@ -26,7 +26,7 @@ mod x86_avx2_gemm;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx512_gemm;
 
-pub use attention::{attention, attention_at_level, MASKED_SCORE};
+pub use attention::{attention, attention_at_level, QkvLayout, MASKED_SCORE};
 pub use isa::{init_isa_from_env, isa, set_isa, Isa};
 
 /// The small kernels at an explicit ISA level (for tests and benches).

@@ -6,7 +6,7 @@ use super::config::ModelConfig;
 use super::packed::{PackedLayer, PackedWeights};
 use super::profile::{timed, Op, Profile};
 use super::weights::{Layer, Weights};
-use crate::kernels::{attention, gelu_erf, gemm, gemm_has_kernel, isa, layer_norm, matmul, matmul_with_scratch, Epilogue, MatmulScratch, QMatrix};
+use crate::kernels::{attention, gelu_erf, gemm, gemm_has_kernel, isa, layer_norm, matmul, matmul_with_scratch, Epilogue, MatmulScratch, QMatrix, QkvLayout};
 use crate::quant::dequantize;
 
 /// Work buffers for one batch shape, allocated once and reused by every layer.
@@ -129,7 +129,8 @@ fn layer_forward(layer: &Layer, packed: Option<&PackedLayer>, c: &ModelConfig, b
     let qkv_work = [&layer.q, &layer.k, &layer.v].iter().map(|l| matmul_work(&l.w, n)).fold(NO_WORK, |a, b| (a.0 + b.0, a.1 + b.1));
     timed(&mut prof, Op::Qkv, qkv_work, || match packed {
         // One quantization of LN(x) and one pass for Q, K and V.
-        Some(p) => gemm(&p.qkv, &s.h, n, Some(&p.qkv_bias), &mut [&mut s.q, &mut s.k, &mut s.v], Epilogue::Store, &mut s.mm),
+        // Head-major, so attention reads each head's rows contiguously.
+        Some(p) => gemm(&p.qkv, &s.h, n, Some(&p.qkv_bias), &mut [&mut s.q, &mut s.k, &mut s.v], Epilogue::StoreHeads(c.head_dim), &mut s.mm),
         None => {
             for (lin, out) in [(&layer.q, &mut s.q), (&layer.k, &mut s.k), (&layer.v, &mut s.v)] {
                 matmul_with_scratch(&lin.w, &s.h, Some(lin.b), out, n, false, &mut s.mm);
@@ -137,7 +138,7 @@ fn layer_forward(layer: &Layer, packed: Option<&PackedLayer>, c: &ModelConfig, b
         }
     });
     split_quant_time(&mut prof, Op::Qkv, &mut s.mm);
-    timed(&mut prof, Op::Attention, NO_WORK, || attend(c, batch, s));
+    timed(&mut prof, Op::Attention, NO_WORK, || attend(c, batch, packed.is_some(), s));
     let (out_w, up_w, down_w) = (&layer.attn_out, &layer.ffn_up, &layer.ffn_down);
     timed(&mut prof, Op::AttnOut, matmul_work(&out_w.w, n), || match packed {
         Some(p) => gemm(&p.attn_out, &s.attn, n, Some(out_w.b), &mut [&mut s.x], Epilogue::Accumulate, &mut s.mm),
@@ -162,15 +163,22 @@ fn layer_forward(layer: &Layer, packed: Option<&PackedLayer>, c: &ModelConfig, b
     s.profile = prof;
 }
 
-// s.attn[b, :len] = attention(s.q, s.k, s.v) over each input's real tokens.
-fn attend(c: &ModelConfig, batch: &Batch, s: &mut Scratch) {
+// s.attn[b, :len] = attention(s.q, s.k, s.v) over each input's real tokens; q, k and v
+// head-major (as the packed QKV GEMM writes them) or token-major (the unpacked matmuls).
+fn attend(c: &ModelConfig, batch: &Batch, head_major: bool, s: &mut Scratch) {
     let (h, t) = (c.hidden, batch.t);
     for b in 0..batch.b {
         // Right padding: the real tokens are a prefix. Attending over exactly those (not
         // over masked padding) gives each input the same arithmetic as when run alone.
         let len = batch.mask[b * t..(b + 1) * t].iter().filter(|&&m| m).count();
         let r = b * t * h..(b * t + len) * h;
-        attention(&s.q[r.clone()], &s.k[r.clone()], &s.v[r.clone()], &batch.mask[b * t..b * t + len], len, c.heads, c.head_dim, &mut s.attn[r]);
+        let mask = &batch.mask[b * t..b * t + len];
+        if head_major {
+            let layout = QkvLayout::HeadMajor { rows: batch.b * t, first_row: b * t };
+            attention(&s.q, &s.k, &s.v, layout, mask, len, c.heads, c.head_dim, &mut s.attn[r]);
+        } else {
+            attention(&s.q[r.clone()], &s.k[r.clone()], &s.v[r.clone()], QkvLayout::TokenMajor, mask, len, c.heads, c.head_dim, &mut s.attn[r]);
+        }
         // Padding rows are never read back; keep them finite for the next matmuls.
         s.attn[(b * t + len) * h..(b + 1) * t * h].fill(0.0);
     }
