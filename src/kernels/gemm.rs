@@ -373,6 +373,11 @@ impl OutTile<'_> {
         let OutTile { pair, rows, part_rows, t, bias, outs, epilogue } = *self;
         let r0 = pair * PAIR_ROWS;
         let r1 = (r0 + PAIR_ROWS).min(rows);
+        // Head-major outputs are stored like token-major ones, in runs cut where a head ends.
+        let (head_dim, epilogue) = match epilogue {
+            Epilogue::StoreHeads(d) => (Some(d), Epilogue::Store),
+            e => (None, e),
+        };
         let (bias, epilogue) = if epilogue == Epilogue::Gelu {
             // GELU on the whole tile in one call, then a plain store: per output row segment
             // (16-32 values) the vectorized loop would hand most values to its scalar tail.
@@ -388,45 +393,30 @@ impl OutTile<'_> {
         };
         let mut r = r0;
         while r < r1 {
-            // A run of rows inside one output part.
+            // A run of rows inside one output part (and one head), contiguous in the output.
             let part = r / part_rows;
-            let run_end = r1.min((part + 1) * part_rows);
-            let (col, n) = (r - part * part_rows, run_end - r);
+            let col = r - part * part_rows;
+            let part_end = (part + 1) * part_rows;
+            let run_end = r1.min(head_dim.map_or(part_end, |d| part_end.min(r + d - col % d)));
+            let n = run_end - r;
             let bias = bias.map(|b| &b[r..run_end]);
-            if let Epilogue::StoreHeads(d) = epilogue {
-                // Head-major: the run splits where a head ends.
-                let mut c = col;
-                while c < col + n {
-                    let (head, end) = (c / d, (col + n).min((c / d + 1) * d));
-                    let bias = bias.map(|b| &b[c - col..end - col]);
-                    for tok in 0..t {
-                        let src = &tile[tok * PAIR_ROWS + (r - r0) + (c - col)..][..end - c];
-                        // Safety: (tok, column c..end) of part `part` maps one to one onto this
-                        // range of its [part_rows / d][t][d] values; pairs cover disjoint rows,
-                        // so no other task writes it; the part stays mutably borrowed.
-                        let dst = unsafe { std::slice::from_raw_parts_mut(outs[part].get().add(head * t * d + tok * d + c % d), end - c) };
-                        match bias {
-                            Some(b) => dst.iter_mut().zip(src).zip(b).for_each(|((d, &v), &b)| *d = v + b),
-                            None => dst.copy_from_slice(src),
-                        }
-                    }
-                    c = end;
-                }
-                r = run_end;
-                continue;
-            }
             for tok in 0..t {
                 let src = &tile[tok * PAIR_ROWS + (r - r0)..][..n];
-                // Safety: pairs cover disjoint row ranges, so each (part, tok, col..col + n)
-                // is written by this task only; the range lies inside part `part`'s
-                // t x part_rows values, which stay mutably borrowed for the whole gemm.
-                let dst = unsafe { std::slice::from_raw_parts_mut(outs[part].get().add(tok * part_rows + col), n) };
+                let at = match head_dim {
+                    Some(d) => (col / d) * t * d + tok * d + col % d,
+                    None => tok * part_rows + col,
+                };
+                // Safety: pairs cover disjoint row ranges, and (tok, col..col + n) maps one to
+                // one onto this range of part `part`'s t x part_rows values (token-major, or
+                // [part_rows / d][t][d] head-major), so no other task writes it; the parts stay
+                // mutably borrowed for the whole gemm.
+                let dst = unsafe { std::slice::from_raw_parts_mut(outs[part].get().add(at), n) };
                 match (epilogue, bias) {
                     (Epilogue::Store, Some(b)) => dst.iter_mut().zip(src).zip(b).for_each(|((d, &v), &b)| *d = v + b),
                     (Epilogue::Store, None) => dst.copy_from_slice(src),
                     (Epilogue::Accumulate, Some(b)) => dst.iter_mut().zip(src).zip(b).for_each(|((d, &v), &b)| *d += v + b),
                     (Epilogue::Accumulate, None) => dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v),
-                    (Epilogue::Gelu | Epilogue::StoreHeads(_), _) => unreachable!("applied above"),
+                    (Epilogue::Gelu | Epilogue::StoreHeads(_), _) => unreachable!("mapped to Store above"),
                 }
             }
             r = run_end;
