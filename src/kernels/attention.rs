@@ -94,10 +94,7 @@ pub fn attention_at_level(
                 #[cfg(target_arch = "x86_64")]
                 if i + PREFETCH_ROWS < t {
                     let ahead = out_ptr.get().wrapping_add((i + PREFETCH_ROWS) * hd + h * head_dim);
-                    for c in (0..head_dim).step_by(16) {
-                        // Safety: a prefetch never faults.
-                        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(ahead.wrapping_add(c).cast()) };
-                    }
+                    super::prefetch_lines::<{ std::arch::x86_64::_MM_HINT_ET0 }>(ahead.cast(), 4 * head_dim);
                 }
                 // Safety: head h writes only columns h*head_dim..(h+1)*head_dim of each
                 // row i < t, disjoint from every other task; `out` is borrowed mutably
@@ -179,10 +176,7 @@ impl HeadScratch {
             if s + PREFETCH_ROWS < t {
                 let ahead = row + PREFETCH_ROWS * stride;
                 for m in [q, k, v] {
-                    for c in (0..d).step_by(16) {
-                        // Safety: a prefetch never faults; the address is inside `m` anyway.
-                        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(m[ahead + c..].as_ptr().cast()) };
-                    }
+                    super::prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T0 }>(m[ahead..].as_ptr().cast(), 4 * d);
                 }
             }
             let query_block = &mut self.q[(s / QB) * d * QB + s % QB..];

@@ -218,6 +218,17 @@ pub fn softmax_inplace(x: &mut [f32]) {
     isa::softmax_inplace(isa(), x);
 }
 
+/// Prefetches the `len` bytes at `p`, line by line, with `HINT` (`_MM_HINT_T0` to read,
+/// `_MM_HINT_ET0` to write). A prefetch never faults, so `p` may point anywhere.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn prefetch_lines<const HINT: i32>(p: *const u8, len: usize) {
+    for off in (0..len).step_by(64) {
+        // Safety: a prefetch never faults, whatever the address.
+        unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(p.wrapping_add(off).cast()) };
+    }
+}
+
 /// A raw output pointer that rayon tasks may share because each writes disjoint elements
 /// (matmul: disjoint row ranges of every token; attention: disjoint heads).
 #[derive(Clone, Copy)]

@@ -1,4 +1,5 @@
 use super::gemm::PairBlock;
+use super::prefetch_lines;
 use super::packed::{PAIR_ROWS, PANEL_ROWS};
 use crate::quant::GgmlType;
 use std::arch::x86_64::*;
@@ -93,15 +94,6 @@ unsafe fn panels<const MP: usize>(b: &PairBlock, m0: usize) -> [*const u8; MP] {
     std::array::from_fn(|m| b.panel0.add((m0 + m) * b.panel_bytes))
 }
 
-/// Prefetches the `len` bytes at `p` into L1, line by line (never faults, so `p` may
-/// lie past the panel's end).
-#[inline(always)]
-unsafe fn prefetch_lines(p: *const u8, len: usize) {
-    for off in (0..len).step_by(64) {
-        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off).cast());
-    }
-}
-
 /// Q4 weight vector: low (`high == false`) or high nibbles of the 64 bytes at `p`.
 #[inline(always)]
 unsafe fn nibbles(p: *const u8, high: bool) -> __m512i {
@@ -159,7 +151,7 @@ unsafe fn block32<const MP: usize, const NT: usize, W: BlockWeights>(b: &PairBlo
     for u in b.u0..b.u1 {
         if b.prefetch_units > 0 {
             for p in w {
-                prefetch_lines(p.wrapping_add(W::UNIT_BYTES * (u + b.prefetch_units)), W::UNIT_BYTES);
+                prefetch_lines::<_MM_HINT_T0>(p.wrapping_add(W::UNIT_BYTES * (u + b.prefetch_units)), W::UNIT_BYTES);
             }
         }
         let mut ai: [[__m512i; NT]; MP] = [[_mm512_setzero_si512(); NT]; MP];
@@ -214,7 +206,7 @@ unsafe fn q4_k_block<const MP: usize, const NT: usize>(b: &PairBlock, m0: usize,
                 // The same distance in bytes as Q4_0's, a quarter unit at a time: a whole
                 // 2 KiB unit at once is a burst that stalls the loads of this one.
                 for p in w {
-                    prefetch_lines(p.wrapping_add(2048 * u + 256 * (j + b.prefetch_units)), 256);
+                    prefetch_lines::<_MM_HINT_T0>(p.wrapping_add(2048 * u + 256 * (j + b.prefetch_units)), 256);
                 }
             }
             let mut ai: [[__m512i; NT]; MP] = [[_mm512_setzero_si512(); NT]; MP];
