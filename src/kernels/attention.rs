@@ -409,7 +409,7 @@ fn blocked_head(
 ) {
     let (tp, dp) = (t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
     let HeadScratch { q, kt, v, scores, pt, out } = hs;
-    // One input alone, or the longest of a batch, attends to every key.
+    // The encoder passes each input's own tokens, so a mask with a masked key is rare.
     let masked = mask.contains(&false);
     for g0 in (0..t).step_by(QUERY_GROUP * QB) {
         let blocks = (t - g0).div_ceil(QB).min(QUERY_GROUP);

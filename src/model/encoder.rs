@@ -172,13 +172,13 @@ fn attend(c: &ModelConfig, batch: &Batch, head_major: bool, s: &mut Scratch) {
         // over masked padding) gives each input the same arithmetic as when run alone.
         let len = batch.mask[b * t..(b + 1) * t].iter().filter(|&&m| m).count();
         let r = b * t * h..(b * t + len) * h;
-        let mask = &batch.mask[b * t..b * t + len];
-        if head_major {
-            let layout = QkvLayout::HeadMajor { rows: batch.b * t, first_row: b * t };
-            attention(&s.q, &s.k, &s.v, layout, mask, len, c.heads, c.head_dim, &mut s.attn[r]);
+        let (qkv, layout) = if head_major {
+            (0..s.q.len(), QkvLayout::HeadMajor { rows: batch.b * t, first_row: b * t })
         } else {
-            attention(&s.q[r.clone()], &s.k[r.clone()], &s.v[r.clone()], QkvLayout::TokenMajor, mask, len, c.heads, c.head_dim, &mut s.attn[r]);
-        }
+            (r.clone(), QkvLayout::TokenMajor)
+        };
+        let mask = &batch.mask[b * t..b * t + len];
+        attention(&s.q[qkv.clone()], &s.k[qkv.clone()], &s.v[qkv], layout, mask, len, c.heads, c.head_dim, &mut s.attn[r]);
         // Padding rows are never read back; keep them finite for the next matmuls.
         s.attn[(b * t + len) * h..(b + 1) * t * h].fill(0.0);
     }
