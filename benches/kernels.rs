@@ -6,7 +6,7 @@
 //! time of one XL layer's six matmuls (quick check against PyTorch's int8 numbers);
 //! `XLMR_BENCH_GEMM_ONLY=1` prints the packed GEMM's rate against the measured int8
 //! peak at the layer's shapes (`RAYON_NUM_THREADS=1` for one core);
-//! `XLMR_BENCH_ATTENTION_ONLY=1` times XL's attention at 128 and 512 tokens.
+//! `XLMR_BENCH_ATTENTION_ONLY=1` times XL's attention at 128 and 512 tokens (head-major q/k/v).
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::time::{Duration, Instant};
@@ -147,10 +147,12 @@ fn print_attention_rates() {
         let (q, k, v) = (input(n), input(n + 1)[1..].to_vec(), input(n + 2)[2..].to_vec());
         let mut out = vec![0.0f32; n];
         let mask = vec![true; t];
+        // Head-major, as the encoder's packed QKV matmul writes them.
+        let layout = kernels::QkvLayout::HeadMajor { rows: t, first_row: 0 };
         let mut ms: Vec<f64> = (0..40)
             .map(|_| {
                 let start = Instant::now();
-                kernels::attention(&q, &k, &v, kernels::QkvLayout::TokenMajor, &mask, t, heads, head_dim, &mut out);
+                kernels::attention(&q, &k, &v, layout, &mask, t, heads, head_dim, &mut out);
                 start.elapsed().as_secs_f64() * 1e3
             })
             .collect();

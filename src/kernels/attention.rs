@@ -1,6 +1,6 @@
 //! Multi-head self-attention for one sequence, parallel over heads.
 //!
-//! The SIMD levels run a blocked kernel: 8 queries at a time against 2 vectors of 16 keys
+//! The SIMD levels run a blocked kernel: 8 queries at a time against 3 vectors of 16 keys
 //! (scores) or 16 value columns (outputs), so each key or value vector loaded from cache
 //! feeds 8 independent FMA chains; 4 such query blocks share each key block while it is
 //! in L1. Per head, `prepare` first copies the head's columns into those layouts. The
@@ -81,7 +81,7 @@ pub fn attention_at_level(
         return attention_reference(q, k, v, layout, key_mask, t, heads, head_dim, out);
     }
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let dp = head_dim.next_multiple_of(KV * LANES);
+    let dp = Padded::new(t, head_dim).dp;
     let out_ptr = SharedOut(out.as_mut_ptr());
     (0..heads).into_par_iter().for_each(|h| {
         HEAD_SCRATCH.with(|cell| {
@@ -109,13 +109,15 @@ pub fn attention_at_level(
 const LANES: usize = 16;
 /// Queries per block.
 const QB: usize = 8;
-/// Key (or value-column) vectors per block: QB x KV accumulators of LANES lanes.
-const KV: usize = 2;
+/// Key (or value-column) vectors per block: QB x KV accumulators of LANES lanes (24 of
+/// the 32 zmm registers; each step loads KV vectors and broadcasts QB scalars for
+/// QB x KV FMAs).
+const KV: usize = 3;
 /// Columns per block of the blocked products.
 const BW: usize = KV * LANES;
 /// Query blocks whose scores are computed together, each key block loaded once for all.
 const QUERY_GROUP: usize = 4;
-const _: () = assert!(KV == 2, "the SIMD rank-1 kernels are instantiated for 1 and 2 vectors");
+const _: () = assert!(KV == 3, "the SIMD rank-1 kernels are instantiated for 1 to 3 vectors");
 
 /// One head's operands, laid out for the blocked kernel and reused across calls.
 #[derive(Default)]
@@ -123,11 +125,11 @@ struct HeadScratch {
     /// Scaled queries transposed in blocks of `QB`, `[tq / QB][d][QB]`, zero beyond t: the
     /// `QB` values a scores step broadcasts sit together, addressed from one pointer.
     q: Vec<f32>,
-    /// Keys transposed in blocks of `KV * LANES` keys, `[tp / 32][d][32]`, zero beyond t:
+    /// Keys transposed in blocks of `BW` keys, `[kp / BW][d][BW]`, zero beyond t:
     /// each block's `d` rows are contiguous (rows `tp` apart would fall into a few L1
     /// sets and evict each other).
     kt: Vec<f32>,
-    /// Values in blocks of 32 columns, `[dp / 32][t][32]`, zero beyond d.
+    /// Values in blocks of `BW` columns, `[vp / BW][t][BW]`, zero beyond d.
     v: Vec<f32>,
     /// Scores of a group of `QUERY_GROUP` query blocks, `[QUERY_GROUP][QB, tp]`.
     scores: Vec<f32>,
@@ -135,6 +137,27 @@ struct HeadScratch {
     pt: Vec<f32>,
     /// Outputs `[t, dp]`.
     out: Vec<f32>,
+}
+
+/// Padded sizes of one head's buffers for `t` tokens and head dimension `d`.
+#[derive(Clone, Copy)]
+struct Padded {
+    /// Queries, whole blocks of `QB`.
+    tq: usize,
+    /// A row of scores: keys up to whole vectors (the last key block may be 1 or 2 vectors).
+    tp: usize,
+    /// Keys in whole blocks of `BW`.
+    kp: usize,
+    /// Value columns in whole blocks of `BW`.
+    vp: usize,
+    /// A row of outputs: columns up to whole vectors.
+    dp: usize,
+}
+
+impl Padded {
+    fn new(t: usize, d: usize) -> Self {
+        Padded { tq: t.next_multiple_of(QB), tp: t.next_multiple_of(LANES), kp: t.next_multiple_of(BW), vp: d.next_multiple_of(BW), dp: d.next_multiple_of(LANES) }
+    }
 }
 
 impl HeadScratch {
@@ -145,11 +168,11 @@ impl HeadScratch {
     // q, k, v: the head's row s at start + s * stride, d values
     #[allow(clippy::too_many_arguments)]
     fn prepare(&mut self, q: &[f32], k: &[f32], v: &[f32], t: usize, (start, stride): (usize, usize), d: usize, scale: f32) {
-        let (tq, tp, dp) = (t.next_multiple_of(QB), t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
+        let Padded { tq, tp, kp, vp, dp } = Padded::new(t, d);
         for (buf, n) in [
             (&mut self.q, tq * d),
-            (&mut self.kt, d * tp),
-            (&mut self.v, t * dp),
+            (&mut self.kt, d * kp),
+            (&mut self.v, t * vp),
             (&mut self.scores, QUERY_GROUP * QB * tp),
             (&mut self.pt, tp * QB),
             (&mut self.out, t * dp),
@@ -209,6 +232,7 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
         unsafe fn avx512(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
             let rank1 = |p: Rank1<'_>, out: &mut [f32]| match p.vectors {
                 // Safety: this function's features include AVX-512F; sizes are checked inside.
+                3 => unsafe { rank1_block_avx512::<3>(p, out) },
                 2 => unsafe { rank1_block_avx512::<2>(p, out) },
                 _ => unsafe { rank1_block_avx512::<1>(p, out) },
             };
@@ -219,6 +243,7 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
         unsafe fn avx2(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
             let rank1 = |p: Rank1<'_>, out: &mut [f32]| match p.vectors {
                 // Safety: this function's features include AVX2 and FMA; sizes are checked inside.
+                3 => unsafe { rank1_block_avx2::<3>(p, out) },
                 2 => unsafe { rank1_block_avx2::<2>(p, out) },
                 _ => unsafe { rank1_block_avx2::<1>(p, out) },
             };
@@ -250,7 +275,7 @@ struct Rank1<'a> {
     b: &'a [f32],
     b_stride: usize,
     n: usize,
-    /// 1 or 2 vectors of `LANES` columns (1 for a head dimension's last 16 columns).
+    /// 1 to `KV` vectors of `LANES` columns (fewer for the last keys or columns).
     vectors: usize,
     out_stride: usize,
     /// Rows of the result written (`<= QB`; a short last query block writes fewer).
@@ -407,20 +432,22 @@ fn blocked_head(
     rank1: impl Fn(Rank1<'_>, &mut [f32]),
     transpose: impl Fn(&[f32], usize, usize, &mut [f32]),
 ) {
-    let (tp, dp) = (t.next_multiple_of(KV * LANES), d.next_multiple_of(KV * LANES));
+    let Padded { tp, dp, .. } = Padded::new(t, d);
     let HeadScratch { q, kt, v, scores, pt, out } = hs;
     // The encoder passes each input's own tokens, so a mask with a masked key is rare.
     let masked = mask.contains(&false);
     for g0 in (0..t).step_by(QUERY_GROUP * QB) {
         let blocks = (t - g0).div_ceil(QB).min(QUERY_GROUP);
         // scores[j, s] = q_j . k_s: steps over c, b = the key block's rows. Each key block
-        // serves the group's query blocks while it is in L1.
-        for s0 in (0..tp).step_by(BW) {
+        // serves the group's query blocks while it is in L1; the last block computes only
+        // the vectors that hold keys.
+        for s0 in (0..t).step_by(BW) {
             let b = &kt[s0 * d..(s0 + BW) * d];
+            let vectors = (t - s0).div_ceil(LANES).min(KV);
             for g in 0..blocks {
                 let i0 = g0 + g * QB;
                 let qt = &q[i0 * d..(i0 + QB) * d];
-                rank1(Rank1 { a: qt, b, b_stride: BW, n: d, vectors: KV, out_stride: tp, rows: QB }, &mut scores[g * QB * tp + s0..]);
+                rank1(Rank1 { a: qt, b, b_stride: BW, n: d, vectors, out_stride: tp, rows: QB }, &mut scores[g * QB * tp + s0..]);
             }
         }
         for g in 0..blocks {
@@ -439,7 +466,7 @@ fn blocked_head(
             }
             transpose(scores, tp, t, pt);
             // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows (stride dp).
-            // A head dimension of 80 ends with one vector of 16 columns, not a padded 32.
+            // A head dimension of 80 is a block of 3 vectors and one of 2, not a padded 96.
             for c0 in (0..d).step_by(BW) {
                 let vectors = (d - c0).div_ceil(LANES).min(KV);
                 let b = &v[c0 * t..(c0 + BW) * t];
