@@ -237,7 +237,7 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
                 _ => unsafe { rank1_block_avx512::<1>(p, out) },
             };
             // Safety: AVX is part of AVX-512F; blocked_head passes operands of the promised sizes.
-            blocked_head(hs, mask, t, d, rank1, |sc, tp, t, pt| unsafe { transpose_probs_avx(sc, tp, t, pt) })
+            blocked_head(hs, mask, t, d, rank1, |sc, tp, t, inv, pt| unsafe { transpose_probs_avx(sc, tp, t, inv, pt) })
         }
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
@@ -248,7 +248,7 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d
                 _ => unsafe { rank1_block_avx2::<1>(p, out) },
             };
             // Safety: AVX is part of AVX2; blocked_head passes operands of the promised sizes.
-            blocked_head(hs, mask, t, d, rank1, |sc, tp, t, pt| unsafe { transpose_probs_avx(sc, tp, t, pt) })
+            blocked_head(hs, mask, t, d, rank1, |sc, tp, t, inv, pt| unsafe { transpose_probs_avx(sc, tp, t, inv, pt) })
         }
         if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && super::x86_avx512::Avx512::new().is_some() {
             // Safety: the token check proves the CPU has these features.
@@ -374,12 +374,13 @@ unsafe fn rank1_block_avx2<const NV: usize>(p: Rank1<'_>, out: &mut [f32]) {
     }
 }
 
-/// `pt[s, j] = scores[j, s]` for the block's `QB` rows and `s < t`.
+/// `pt[s, j] = scores[j, s] * inv[j]` for the block's `QB` rows and `s < t`: the
+/// transpose for the weighted sum of values, with the softmax's division folded in.
 // scores: [QB, tp] -> pt: [tp, QB]
-fn transpose_probs(scores: &[f32], tp: usize, t: usize, pt: &mut [f32]) {
+fn transpose_probs(scores: &[f32], tp: usize, t: usize, inv: &[f32; QB], pt: &mut [f32]) {
     for j in 0..QB {
         for s in 0..t {
-            pt[s * QB + j] = scores[j * tp + s];
+            pt[s * QB + j] = scores[j * tp + s] * inv[j];
         }
     }
 }
@@ -393,13 +394,14 @@ fn transpose_probs(scores: &[f32], tp: usize, t: usize, pt: &mut [f32]) {
 /// and `tp` is a multiple of 8.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-unsafe fn transpose_probs_avx(scores: &[f32], tp: usize, t: usize, pt: &mut [f32]) {
+unsafe fn transpose_probs_avx(scores: &[f32], tp: usize, t: usize, inv: &[f32; QB], pt: &mut [f32]) {
     use std::arch::x86_64::*;
     const _: () = assert!(QB == 8, "8 x 8 tiles");
     assert!(scores.len() >= QB * tp && pt.len() >= tp * QB && t <= tp && tp % 8 == 0, "transpose_probs: bad sizes");
     let (src, dst) = (scores.as_ptr(), pt.as_mut_ptr());
+    let inv: [__m256; QB] = std::array::from_fn(|j| _mm256_set1_ps(inv[j]));
     for s0 in (0..t).step_by(8) {
-        let r: [__m256; 8] = std::array::from_fn(|j| _mm256_loadu_ps(src.add(j * tp + s0)));
+        let r: [__m256; 8] = std::array::from_fn(|j| _mm256_mul_ps(_mm256_loadu_ps(src.add(j * tp + s0)), inv[j]));
         let t0 = [_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1]), _mm256_unpacklo_ps(r[2], r[3]), _mm256_unpackhi_ps(r[2], r[3])];
         let t1 = [_mm256_unpacklo_ps(r[4], r[5]), _mm256_unpackhi_ps(r[4], r[5]), _mm256_unpacklo_ps(r[6], r[7]), _mm256_unpackhi_ps(r[6], r[7])];
         let u0 = [
@@ -430,7 +432,7 @@ fn blocked_head(
     t: usize,
     d: usize,
     rank1: impl Fn(Rank1<'_>, &mut [f32]),
-    transpose: impl Fn(&[f32], usize, usize, &mut [f32]),
+    transpose: impl Fn(&[f32], usize, usize, &[f32; QB], &mut [f32]),
 ) {
     let Padded { tp, dp, .. } = Padded::new(t, d);
     let HeadScratch { q, kt, v, scores, pt, out } = hs;
@@ -453,7 +455,8 @@ fn blocked_head(
         for g in 0..blocks {
             let (i0, scores) = (g0 + g * QB, &mut scores[g * QB * tp..(g + 1) * QB * tp]);
             let nq = QB.min(t - i0);
-            for row in scores.chunks_exact_mut(tp) {
+            let mut inv = [0.0f32; QB];
+            for (row, inv) in scores.chunks_exact_mut(tp).zip(&mut inv) {
                 let row = &mut row[..t];
                 if masked {
                     for (sc, &keep) in row.iter_mut().zip(mask) {
@@ -462,9 +465,9 @@ fn blocked_head(
                         }
                     }
                 }
-                super::generic::softmax_inplace(row);
+                *inv = 1.0 / super::generic::softmax_unnormalized(row);
             }
-            transpose(scores, tp, t, pt);
+            transpose(scores, tp, t, &inv, pt);
             // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows (stride dp).
             // A head dimension of 80 is a block of 3 vectors and one of 2, not a padded 96.
             for c0 in (0..d).step_by(BW) {

@@ -103,15 +103,27 @@ pub fn gelu_erf(x: &mut [f32]) {
 
 #[inline(always)]
 pub fn softmax_inplace(x: &mut [f32]) {
+    let inv = 1.0 / softmax_unnormalized(x);
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// x <- exp(x - max x), returning the sum: softmax but for the division, which a caller
+/// can fold into its next pass over x.
+#[inline(always)]
+pub fn softmax_unnormalized(x: &mut [f32]) -> f32 {
+    // `if v > m` rather than `f32::max`: one max instruction instead of max, NaN test and
+    // blend. The same result while m is not NaN, which it never is (it starts at -inf and
+    // a NaN v is passed over either way).
+    let max_of = |m: f32, v: f32| if v > m { v } else { m };
     let mut mx = [f32::NEG_INFINITY; LANES];
     let c = x.chunks_exact(LANES);
-    let tail = c.remainder().iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let tail = c.remainder().iter().fold(f32::NEG_INFINITY, |m, &v| max_of(m, v));
     for ch in c {
         for l in 0..LANES {
-            mx[l] = mx[l].max(ch[l]);
+            mx[l] = max_of(mx[l], ch[l]);
         }
     }
-    let max = mx.iter().fold(tail, |m, &v| m.max(v));
+    let max = mx.iter().fold(tail, |m, &v| max_of(m, v));
     // exp and sum in one pass; callers are compiled with FMA (x86 levels from AVX2, NEON).
     let mut acc = [0.0f32; LANES];
     let mut chunks = x.chunks_exact_mut(LANES);
@@ -126,8 +138,7 @@ pub fn softmax_inplace(x: &mut [f32]) {
         *v = exp_f32_with::<true>(*v - max);
         tail += *v;
     }
-    let inv = 1.0 / (sum_lanes(acc) + tail);
-    x.iter_mut().for_each(|v| *v *= inv);
+    sum_lanes(acc) + tail
 }
 
 /// Same results as `scalar::quantize_row_q8_0`, bit for bit.
