@@ -87,10 +87,11 @@ pub fn attention_at_level(
         HEAD_SCRATCH.with(|cell| {
             let mut guard = cell.borrow_mut();
             let hs = &mut *guard;
-            hs.prepare(q, k, v, t, layout.head_start(h, head_dim, hd), head_dim, scale);
-            run_blocked_head(level, hs, key_mask, t, head_dim);
+            let (start, stride) = layout.head_start(h, head_dim, hd);
+            run_blocked_head(level, hs, HeadRows { q, k, v, start, stride, scale }, key_mask, t, head_dim);
             for i in 0..t {
-                // As in `prepare`: the rows ahead, each in its own page, fetched for writing.
+                // Each row is in its own page, which the hardware prefetcher does not
+                // follow: the rows ahead are fetched for writing.
                 #[cfg(target_arch = "x86_64")]
                 if i + PREFETCH_ROWS < t {
                     let ahead = out_ptr.get().wrapping_add((i + PREFETCH_ROWS) * hd + h * head_dim);
@@ -118,6 +119,7 @@ const BW: usize = KV * LANES;
 /// Query blocks whose scores are computed together, each key block loaded once for all.
 const QUERY_GROUP: usize = 4;
 const _: () = assert!(KV == 3, "the SIMD rank-1 kernels are instantiated for 1 to 3 vectors");
+const _: () = assert!(BW % QB == 0, "a key block holds whole panels of QB keys");
 
 /// One head's operands, laid out for the blocked kernel and reused across calls.
 #[derive(Default)]
@@ -160,14 +162,26 @@ impl Padded {
     }
 }
 
+/// One head of q, k and v: its row s at `start + s * stride` of each, `d` values.
+#[derive(Clone, Copy)]
+struct HeadRows<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    start: usize,
+    stride: usize,
+    /// Applied to the queries: 1 / sqrt(head_dim).
+    scale: f32,
+}
+
 impl HeadScratch {
-    /// Copies one head of q (scaled), k and v into the kernel's layouts.
+    /// Copies one head of q (scaled), k and v into the kernel's layouts, transposing
+    /// queries and keys a panel of `QB` rows at a time with `transpose`.
     /// Buffers are only resized, not cleared: every value the kernel reads is written
     /// here or by an earlier step of the same call, except the zero padding of keys past
     /// `t` and of value columns past `d`, which is written explicitly.
-    // q, k, v: the head's row s at start + s * stride, d values
-    #[allow(clippy::too_many_arguments)]
-    fn prepare(&mut self, q: &[f32], k: &[f32], v: &[f32], t: usize, (start, stride): (usize, usize), d: usize, scale: f32) {
+    fn prepare(&mut self, rows: HeadRows<'_>, t: usize, d: usize, transpose: impl Fn(Panel<'_>, &mut [f32])) {
+        let HeadRows { q, k, v, start, stride, scale } = rows;
         let Padded { tq, tp, kp, vp, dp } = Padded::new(t, d);
         for (buf, n) in [
             (&mut self.q, tq * d),
@@ -191,33 +205,44 @@ impl HeadScratch {
         for row in self.v[(d / BW) * t * BW..].chunks_exact_mut(BW) {
             row[d % BW..].fill(0.0);
         }
-        for s in 0..t {
-            let row = start + s * stride;
+        for s0 in (0..t).step_by(QB) {
             // Token-major, the head's slice of each row is a few lines in its own page,
-            // which the hardware prefetcher does not follow from row to row.
+            // which the hardware prefetcher does not follow from row to row: the next
+            // panel's are fetched ahead. (Head-major rows are contiguous.)
             #[cfg(target_arch = "x86_64")]
-            if s + PREFETCH_ROWS < t {
-                let ahead = row + PREFETCH_ROWS * stride;
-                for m in [q, k, v] {
-                    super::prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T0 }>(m[ahead..].as_ptr().cast(), 4 * d);
+            if stride > d {
+                for s in (s0 + QB..s0 + 2 * QB).take_while(|&s| s < t) {
+                    for m in [q, k, v] {
+                        super::prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T0 }>(m[start + s * stride..].as_ptr().cast(), 4 * d);
+                    }
                 }
             }
-            let query_block = &mut self.q[(s / QB) * d * QB + s % QB..];
-            for (c, &x) in q[row..row + d].iter().enumerate() {
-                query_block[c * QB] = x * scale;
+            let first = start + s0 * stride;
+            // A block of queries, or of keys, holds whole panels (BW is a multiple of QB).
+            let query_block = &mut self.q[(s0 / QB) * d * QB..];
+            let key_block = &mut self.kt[(s0 / BW) * d * BW + s0 % BW..];
+            if s0 + QB <= t {
+                transpose(Panel { src: &q[first..], src_stride: stride, cols: d, scale: [scale; QB], dst_stride: QB }, query_block);
+                transpose(Panel { src: &k[first..], src_stride: stride, cols: d, scale: [1.0; QB], dst_stride: BW }, key_block);
+            } else {
+                for (j, row) in (first..).step_by(stride).take(t - s0).enumerate() {
+                    for (c, (&x, &y)) in q[row..row + d].iter().zip(&k[row..row + d]).enumerate() {
+                        query_block[c * QB + j] = x * scale;
+                        key_block[c * BW + j] = y;
+                    }
+                }
             }
-            let key_block = &mut self.kt[(s / BW) * d * BW + s % BW..];
-            for (c, &x) in k[row..row + d].iter().enumerate() {
-                key_block[c * BW] = x;
-            }
-            for (b, cols) in v[row..row + d].chunks(BW).enumerate() {
-                self.v[b * t * BW + s * BW..][..cols.len()].copy_from_slice(cols);
+            for s in s0..(s0 + QB).min(t) {
+                let row = start + s * stride;
+                for (b, cols) in v[row..row + d].chunks(BW).enumerate() {
+                    self.v[b * t * BW + s * BW..][..cols.len()].copy_from_slice(cols);
+                }
             }
         }
     }
 }
 
-/// Rows ahead whose head slices [`HeadScratch::prepare`] prefetches.
+/// Output rows ahead that `attention_at_level` prefetches for writing.
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_ROWS: usize = 4;
 
@@ -225,43 +250,48 @@ thread_local! {
     static HEAD_SCRATCH: RefCell<HeadScratch> = RefCell::new(HeadScratch::default());
 }
 
-fn run_blocked_head(level: Isa, hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
+fn run_blocked_head(level: Isa, hs: &mut HeadScratch, rows: HeadRows<'_>, mask: &[bool], t: usize, d: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-        unsafe fn avx512(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
+        unsafe fn avx512(hs: &mut HeadScratch, rows: HeadRows<'_>, mask: &[bool], t: usize, d: usize) {
             let rank1 = |p: Rank1<'_>, out: &mut [f32]| match p.vectors {
                 // Safety: this function's features include AVX-512F; sizes are checked inside.
                 3 => unsafe { rank1_block_avx512::<3>(p, out) },
                 2 => unsafe { rank1_block_avx512::<2>(p, out) },
                 _ => unsafe { rank1_block_avx512::<1>(p, out) },
             };
-            // Safety: AVX is part of AVX-512F; blocked_head passes operands of the promised sizes.
-            blocked_head(hs, mask, t, d, rank1, |sc, tp, t, inv, pt| unsafe { transpose_probs_avx(sc, tp, t, inv, pt) })
+            // Safety: AVX is part of AVX-512F; sizes are checked inside.
+            let transpose = |p: Panel<'_>, dst: &mut [f32]| unsafe { transpose_panel_avx(p, dst) };
+            hs.prepare(rows, t, d, transpose);
+            blocked_head(hs, mask, t, d, rank1, transpose)
         }
         #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn avx2(hs: &mut HeadScratch, mask: &[bool], t: usize, d: usize) {
+        unsafe fn avx2(hs: &mut HeadScratch, rows: HeadRows<'_>, mask: &[bool], t: usize, d: usize) {
             let rank1 = |p: Rank1<'_>, out: &mut [f32]| match p.vectors {
                 // Safety: this function's features include AVX2 and FMA; sizes are checked inside.
                 3 => unsafe { rank1_block_avx2::<3>(p, out) },
                 2 => unsafe { rank1_block_avx2::<2>(p, out) },
                 _ => unsafe { rank1_block_avx2::<1>(p, out) },
             };
-            // Safety: AVX is part of AVX2; blocked_head passes operands of the promised sizes.
-            blocked_head(hs, mask, t, d, rank1, |sc, tp, t, inv, pt| unsafe { transpose_probs_avx(sc, tp, t, inv, pt) })
+            // Safety: AVX is part of AVX2; sizes are checked inside.
+            let transpose = |p: Panel<'_>, dst: &mut [f32]| unsafe { transpose_panel_avx(p, dst) };
+            hs.prepare(rows, t, d, transpose);
+            blocked_head(hs, mask, t, d, rank1, transpose)
         }
         if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && super::x86_avx512::Avx512::new().is_some() {
             // Safety: the token check proves the CPU has these features.
-            return unsafe { avx512(hs, mask, t, d) };
+            return unsafe { avx512(hs, rows, mask, t, d) };
         }
         if super::x86_avx2::Avx2::new().is_some() {
             // Safety: as above.
-            return unsafe { avx2(hs, mask, t, d) };
+            return unsafe { avx2(hs, rows, mask, t, d) };
         }
     }
     let _ = level;
     // aarch64: NEON and FMA are part of the baseline target.
-    blocked_head(hs, mask, t, d, rank1_block, transpose_probs)
+    hs.prepare(rows, t, d, transpose_panel);
+    blocked_head(hs, mask, t, d, rank1_block, transpose_panel)
 }
 
 /// One rank-1-update product, the heart of both attention products:
@@ -374,34 +404,55 @@ unsafe fn rank1_block_avx2<const NV: usize>(p: Rank1<'_>, out: &mut [f32]) {
     }
 }
 
-/// `pt[s, j] = scores[j, s] * inv[j]` for the block's `QB` rows and `s < t`: the
-/// transpose for the weighted sum of values, with the softmax's division folded in.
-// scores: [QB, tp] -> pt: [tp, QB]
-fn transpose_probs(scores: &[f32], tp: usize, t: usize, inv: &[f32; QB], pt: &mut [f32]) {
+/// A panel of `QB` rows to transpose, each row scaled:
+/// `dst[c * dst_stride + j] = src[j * src_stride + c] * scale[j]` for `j < QB`, `c < cols`.
+/// Turns queries, keys and probabilities into the columns the rank-1 products step over.
+#[derive(Clone, Copy)]
+struct Panel<'a> {
+    src: &'a [f32],
+    src_stride: usize,
+    cols: usize,
+    scale: [f32; QB],
+    dst_stride: usize,
+}
+
+impl Panel<'_> {
+    /// Panics unless `src` and `dst` hold what the transpose reads and writes.
+    fn check(&self, dst: &[f32]) {
+        assert!(self.dst_stride >= QB && self.src.len() >= (QB - 1) * self.src_stride + self.cols, "transpose: short source");
+        assert!(self.cols == 0 || dst.len() >= (self.cols - 1) * self.dst_stride + QB, "transpose: short destination");
+    }
+}
+
+/// [`Panel`], portable (the reference for [`transpose_panel_avx`]).
+// src: [QB, src_stride] -> dst: [cols, dst_stride] (QB values of each row written)
+fn transpose_panel(p: Panel<'_>, dst: &mut [f32]) {
+    p.check(dst);
     for j in 0..QB {
-        for s in 0..t {
-            pt[s * QB + j] = scores[j * tp + s] * inv[j];
+        for c in 0..p.cols {
+            dst[c * p.dst_stride + j] = p.src[j * p.src_stride + c] * p.scale[j];
         }
     }
 }
 
-/// [`transpose_probs`] in 8 x 8 tiles held in AVX registers (the scalar scatter cost
-/// as much as the softmax). Columns up to `t` rounded up to 8 are moved (all inside
-/// `tp`); rows of `pt` past `t` are never read.
+/// [`Panel`] in 8 x 8 tiles held in AVX registers (a scalar scatter of the probabilities
+/// cost as much as the softmax); columns past the last whole tile go one at a time.
 ///
 /// # Safety
-/// The CPU must have AVX; `scores` holds `QB x tp` values, `pt` `tp x QB`, `t <= tp`,
-/// and `tp` is a multiple of 8.
+/// The CPU must have AVX (sizes are checked).
+// src: [QB, src_stride] -> dst: [cols, dst_stride] (QB values of each row written)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-unsafe fn transpose_probs_avx(scores: &[f32], tp: usize, t: usize, inv: &[f32; QB], pt: &mut [f32]) {
+unsafe fn transpose_panel_avx(p: Panel<'_>, dst: &mut [f32]) {
     use std::arch::x86_64::*;
     const _: () = assert!(QB == 8, "8 x 8 tiles");
-    assert!(scores.len() >= QB * tp && pt.len() >= tp * QB && t <= tp && tp % 8 == 0, "transpose_probs: bad sizes");
-    let (src, dst) = (scores.as_ptr(), pt.as_mut_ptr());
-    let inv: [__m256; QB] = std::array::from_fn(|j| _mm256_set1_ps(inv[j]));
-    for s0 in (0..t).step_by(8) {
-        let r: [__m256; 8] = std::array::from_fn(|j| _mm256_mul_ps(_mm256_loadu_ps(src.add(j * tp + s0)), inv[j]));
+    p.check(dst);
+    let (src, out) = (p.src.as_ptr(), dst.as_mut_ptr());
+    let scale: [__m256; QB] = std::array::from_fn(|j| _mm256_set1_ps(p.scale[j]));
+    let whole = p.cols / 8 * 8;
+    for c0 in (0..whole).step_by(8) {
+        // Safety (all loads and stores): within the lengths `check` asserted.
+        let r: [__m256; 8] = std::array::from_fn(|j| _mm256_mul_ps(_mm256_loadu_ps(src.add(j * p.src_stride + c0)), scale[j]));
         let t0 = [_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1]), _mm256_unpacklo_ps(r[2], r[3]), _mm256_unpackhi_ps(r[2], r[3])];
         let t1 = [_mm256_unpacklo_ps(r[4], r[5]), _mm256_unpackhi_ps(r[4], r[5]), _mm256_unpacklo_ps(r[6], r[7]), _mm256_unpackhi_ps(r[6], r[7])];
         let u0 = [
@@ -417,8 +468,13 @@ unsafe fn transpose_probs_avx(scores: &[f32], tp: usize, t: usize, inv: &[f32; Q
             _mm256_shuffle_ps::<0xEE>(t1[1], t1[3]),
         ];
         for i in 0..4 {
-            _mm256_storeu_ps(dst.add((s0 + i) * QB), _mm256_permute2f128_ps::<0x20>(u0[i], u1[i]));
-            _mm256_storeu_ps(dst.add((s0 + 4 + i) * QB), _mm256_permute2f128_ps::<0x31>(u0[i], u1[i]));
+            _mm256_storeu_ps(out.add((c0 + i) * p.dst_stride), _mm256_permute2f128_ps::<0x20>(u0[i], u1[i]));
+            _mm256_storeu_ps(out.add((c0 + 4 + i) * p.dst_stride), _mm256_permute2f128_ps::<0x31>(u0[i], u1[i]));
+        }
+    }
+    for j in 0..QB {
+        for c in whole..p.cols {
+            dst[c * p.dst_stride + j] = p.src[j * p.src_stride + c] * p.scale[j];
         }
     }
 }
@@ -432,7 +488,7 @@ fn blocked_head(
     t: usize,
     d: usize,
     rank1: impl Fn(Rank1<'_>, &mut [f32]),
-    transpose: impl Fn(&[f32], usize, usize, &[f32; QB], &mut [f32]),
+    transpose: impl Fn(Panel<'_>, &mut [f32]),
 ) {
     let Padded { tp, dp, .. } = Padded::new(t, d);
     let HeadScratch { q, kt, v, scores, pt, out } = hs;
@@ -467,7 +523,8 @@ fn blocked_head(
                 }
                 *inv = 1.0 / super::generic::softmax_unnormalized(row);
             }
-            transpose(scores, tp, t, &inv, pt);
+            // pt[s, j] = p_js: the softmax's division folded into the transpose.
+            transpose(Panel { src: scores, src_stride: tp, cols: t, scale: inv, dst_stride: QB }, pt);
             // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows (stride dp).
             // A head dimension of 80 is a block of 3 vectors and one of 2, not a padded 96.
             for c0 in (0..d).step_by(BW) {
@@ -527,3 +584,32 @@ fn attention_reference(q: &[f32], k: &[f32], v: &[f32], layout: QkvLayout, key_m
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX transpose equals the portable one exactly (it only moves and scales values)
+    /// over column counts with and without a partial tile, strides wider than the rows,
+    /// and destinations prefilled with NaN whose untouched values must stay NaN.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn transpose_panel_avx_matches_portable() {
+        if super::super::x86_avx2::Avx2::new().is_none() {
+            eprintln!("skipped: no AVX2");
+            return;
+        }
+        for (cols, src_stride, dst_stride) in [(0, 5, 8), (1, 1, 8), (7, 9, 8), (8, 8, 8), (24, 31, 48), (80, 80, 48), (83, 2560, 8), (517, 528, 8)] {
+            let src: Vec<f32> = (0..(QB - 1) * src_stride + cols).map(|i| (i as f32 * 0.37).sin()).collect();
+            let scale: [f32; QB] = std::array::from_fn(|j| 0.5 + j as f32);
+            let len = if cols == 0 { 0 } else { (cols - 1) * dst_stride + QB };
+            let (mut want, mut got) = (vec![f32::NAN; len + 3], vec![f32::NAN; len + 3]);
+            let panel = Panel { src: &src, src_stride, cols, scale, dst_stride };
+            transpose_panel(panel, &mut want);
+            // Safety: AVX2 (and so AVX) was checked above.
+            unsafe { transpose_panel_avx(panel, &mut got) };
+            let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "cols {cols}, strides {src_stride}/{dst_stride}");
+        }
+    }
+}
