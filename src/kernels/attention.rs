@@ -131,7 +131,8 @@ struct HeadScratch {
     /// each block's `d` rows are contiguous (rows `tp` apart would fall into a few L1
     /// sets and evict each other).
     kt: Vec<f32>,
-    /// Values in blocks of `BW` columns, `[vp / BW][t][BW]`, zero beyond d.
+    /// Values in blocks of `BW` columns, `[vp / BW][t][BW]`, zero beyond d; unused when
+    /// the products read V in place (see [`HeadRows::values_in_place`]).
     v: Vec<f32>,
     /// Scores of a group of `QUERY_GROUP` query blocks, `[QUERY_GROUP][QB, tp]`.
     scores: Vec<f32>,
@@ -174,6 +175,14 @@ struct HeadRows<'a> {
     scale: f32,
 }
 
+impl HeadRows<'_> {
+    /// Whether the weighted sum of values can read V where it is: contiguous rows
+    /// (head-major) of whole vectors, so that no vector reaches past a row.
+    fn values_in_place(&self, d: usize) -> bool {
+        self.stride == d && d % LANES == 0
+    }
+}
+
 impl HeadScratch {
     /// Copies one head of q (scaled), k and v into the kernel's layouts, transposing
     /// queries and keys a panel of `QB` rows at a time with `transpose`.
@@ -183,10 +192,11 @@ impl HeadScratch {
     fn prepare(&mut self, rows: HeadRows<'_>, t: usize, d: usize, transpose: impl Fn(Panel<'_>, &mut [f32])) {
         let HeadRows { q, k, v, start, stride, scale } = rows;
         let Padded { tq, tp, kp, vp, dp } = Padded::new(t, d);
+        let copy_values = !rows.values_in_place(d);
         for (buf, n) in [
             (&mut self.q, tq * d),
             (&mut self.kt, d * kp),
-            (&mut self.v, t * vp),
+            (&mut self.v, if copy_values { t * vp } else { 0 }),
             (&mut self.scores, QUERY_GROUP * QB * tp),
             (&mut self.pt, tp * QB),
             (&mut self.out, t * dp),
@@ -202,8 +212,10 @@ impl HeadScratch {
         for key_row in self.kt[(t / BW) * d * BW..].chunks_exact_mut(BW) {
             key_row[t % BW..].fill(0.0);
         }
-        for row in self.v[(d / BW) * t * BW..].chunks_exact_mut(BW) {
-            row[d % BW..].fill(0.0);
+        if copy_values {
+            for row in self.v[(d / BW) * t * BW..].chunks_exact_mut(BW) {
+                row[d % BW..].fill(0.0);
+            }
         }
         for s0 in (0..t).step_by(QB) {
             // Token-major, the head's slice of each row is a few lines in its own page,
@@ -232,10 +244,12 @@ impl HeadScratch {
                     }
                 }
             }
-            for s in s0..(s0 + QB).min(t) {
-                let row = start + s * stride;
-                for (b, cols) in v[row..row + d].chunks(BW).enumerate() {
-                    self.v[b * t * BW + s * BW..][..cols.len()].copy_from_slice(cols);
+            if copy_values {
+                for s in s0..(s0 + QB).min(t) {
+                    let row = start + s * stride;
+                    for (b, cols) in v[row..row + d].chunks(BW).enumerate() {
+                        self.v[b * t * BW + s * BW..][..cols.len()].copy_from_slice(cols);
+                    }
                 }
             }
         }
@@ -264,7 +278,7 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, rows: HeadRows<'_>, mask: 
             // Safety: AVX is part of AVX-512F; sizes are checked inside.
             let transpose = |p: Panel<'_>, dst: &mut [f32]| unsafe { transpose_panel_avx(p, dst) };
             hs.prepare(rows, t, d, transpose);
-            blocked_head(hs, mask, t, d, rank1, transpose)
+            blocked_head(hs, rows, mask, t, d, rank1, transpose)
         }
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2(hs: &mut HeadScratch, rows: HeadRows<'_>, mask: &[bool], t: usize, d: usize) {
@@ -277,7 +291,7 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, rows: HeadRows<'_>, mask: 
             // Safety: AVX is part of AVX2; sizes are checked inside.
             let transpose = |p: Panel<'_>, dst: &mut [f32]| unsafe { transpose_panel_avx(p, dst) };
             hs.prepare(rows, t, d, transpose);
-            blocked_head(hs, mask, t, d, rank1, transpose)
+            blocked_head(hs, rows, mask, t, d, rank1, transpose)
         }
         if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && super::x86_avx512::Avx512::new().is_some() {
             // Safety: the token check proves the CPU has these features.
@@ -291,7 +305,7 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, rows: HeadRows<'_>, mask: 
     let _ = level;
     // aarch64: NEON and FMA are part of the baseline target.
     hs.prepare(rows, t, d, transpose_panel);
-    blocked_head(hs, mask, t, d, rank1_block, transpose_panel)
+    blocked_head(hs, rows, mask, t, d, rank1_block, transpose_panel)
 }
 
 /// One rank-1-update product, the heart of both attention products:
@@ -482,8 +496,10 @@ unsafe fn transpose_panel_avx(p: Panel<'_>, dst: &mut [f32]) {
 /// softmax(q kᵀ + mask) v for one head, `QB` queries at a time. Written with fixed-size
 /// lane arrays so that it vectorizes under the caller's target features.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn blocked_head(
     hs: &mut HeadScratch,
+    rows: HeadRows<'_>,
     mask: &[bool],
     t: usize,
     d: usize,
@@ -492,6 +508,9 @@ fn blocked_head(
 ) {
     let Padded { tp, dp, .. } = Padded::new(t, d);
     let HeadScratch { q, kt, v, scores, pt, out } = hs;
+    // V as the weighted sum reads it: rows of `v_stride` values, the columns from c0 at
+    // `c0 * block_step` (in place, or the blocks `prepare` copied).
+    let (values, v_stride, block_step) = if rows.values_in_place(d) { (&rows.v[rows.start..], d, 1) } else { (&v[..], BW, t) };
     // The encoder passes each input's own tokens, so a mask with a masked key is rare.
     let masked = mask.contains(&false);
     for g0 in (0..t).step_by(QUERY_GROUP * QB) {
@@ -525,12 +544,12 @@ fn blocked_head(
             }
             // pt[s, j] = p_js: the softmax's division folded into the transpose.
             transpose(Panel { src: scores, src_stride: tp, cols: t, scale: inv, dst_stride: QB }, pt);
-            // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows (stride dp).
+            // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows.
             // A head dimension of 80 is a block of 3 vectors and one of 2, not a padded 96.
             for c0 in (0..d).step_by(BW) {
                 let vectors = (d - c0).div_ceil(LANES).min(KV);
-                let b = &v[c0 * t..(c0 + BW) * t];
-                rank1(Rank1 { a: pt, b, b_stride: BW, n: t, vectors, out_stride: dp, rows: nq }, &mut out[i0 * dp + c0..]);
+                let b = &values[c0 * block_step..];
+                rank1(Rank1 { a: pt, b, b_stride: v_stride, n: t, vectors, out_stride: dp, rows: nq }, &mut out[i0 * dp + c0..]);
             }
         }
     }
