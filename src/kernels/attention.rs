@@ -3,8 +3,10 @@
 //! The SIMD levels run a blocked kernel: 8 queries at a time against 3 vectors of 16 keys
 //! (scores) or 16 value columns (outputs), so each key or value vector loaded from cache
 //! feeds 8 independent FMA chains; 4 such query blocks share each key block while it is
-//! in L1. Per head, `prepare` first copies the head's columns into those layouts. The
-//! scalar level keeps the plain per-query loops as the reference.
+//! in L1. Per head, `prepare` first copies the head's queries and keys (and values, unless
+//! they can be read in place) into those layouts; the weighted sum of values reads the
+//! exps where the softmax left them. The scalar level keeps the plain per-query loops as
+//! the reference.
 
 use super::{SharedOut, isa, Isa};
 use rayon::prelude::*;
@@ -134,10 +136,9 @@ struct HeadScratch {
     /// Values in blocks of `BW` columns, `[vp / BW][t][BW]`, zero beyond d; unused when
     /// the products read V in place (see [`HeadRows::values_in_place`]).
     v: Vec<f32>,
-    /// Scores of a group of `QUERY_GROUP` query blocks, `[QUERY_GROUP][QB, tp]`.
+    /// Scores of a group of `QUERY_GROUP` query blocks, `[QUERY_GROUP][QB, tp]`, then
+    /// (unnormalized) probabilities, read in place by the weighted sum of values.
     scores: Vec<f32>,
-    /// The same probabilities transposed, `[tp, QB]`, for the weighted sum of values.
-    pt: Vec<f32>,
     /// Outputs `[t, dp]`.
     out: Vec<f32>,
 }
@@ -198,7 +199,6 @@ impl HeadScratch {
             (&mut self.kt, d * kp),
             (&mut self.v, if copy_values { t * vp } else { 0 }),
             (&mut self.scores, QUERY_GROUP * QB * tp),
-            (&mut self.pt, tp * QB),
             (&mut self.out, t * dp),
         ] {
             buf.resize(n, 0.0);
@@ -269,29 +269,33 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, rows: HeadRows<'_>, mask: 
     {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
         unsafe fn avx512(hs: &mut HeadScratch, rows: HeadRows<'_>, mask: &[bool], t: usize, d: usize) {
-            let rank1 = |p: Rank1<'_>, out: &mut [f32]| match p.vectors {
-                // Safety: this function's features include AVX-512F; sizes are checked inside.
-                3 => unsafe { rank1_block_avx512::<3>(p, out) },
-                2 => unsafe { rank1_block_avx512::<2>(p, out) },
-                _ => unsafe { rank1_block_avx512::<1>(p, out) },
+            // Safety (each arm): this function's features include AVX-512F; the instance
+            // matches the product's shape; sizes are checked inside.
+            let rank1 = |p: Rank1<'_>, out: &mut [f32]| match (p.vectors, p.a_rows.is_some()) {
+                (3, false) => unsafe { rank1_block_avx512::<3, false>(p, out) },
+                (2, false) => unsafe { rank1_block_avx512::<2, false>(p, out) },
+                (_, false) => unsafe { rank1_block_avx512::<1, false>(p, out) },
+                (3, true) => unsafe { rank1_block_avx512::<3, true>(p, out) },
+                (2, true) => unsafe { rank1_block_avx512::<2, true>(p, out) },
+                (_, true) => unsafe { rank1_block_avx512::<1, true>(p, out) },
             };
             // Safety: AVX is part of AVX-512F; sizes are checked inside.
             let transpose = |p: Panel<'_>, dst: &mut [f32]| unsafe { transpose_panel_avx(p, dst) };
             hs.prepare(rows, t, d, transpose);
-            blocked_head(hs, rows, mask, t, d, rank1, transpose)
+            blocked_head(hs, rows, mask, t, d, rank1)
         }
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2(hs: &mut HeadScratch, rows: HeadRows<'_>, mask: &[bool], t: usize, d: usize) {
-            let rank1 = |p: Rank1<'_>, out: &mut [f32]| match p.vectors {
-                // Safety: this function's features include AVX2 and FMA; sizes are checked inside.
-                3 => unsafe { rank1_block_avx2::<3>(p, out) },
-                2 => unsafe { rank1_block_avx2::<2>(p, out) },
-                _ => unsafe { rank1_block_avx2::<1>(p, out) },
+            // Safety (each arm): this function's features include AVX2 and FMA; the
+            // instance matches the layout of a; sizes are checked inside.
+            let rank1 = |p: Rank1<'_>, out: &mut [f32]| match p.a_rows.is_some() {
+                false => unsafe { rank1_block_avx2::<false>(p, out) },
+                true => unsafe { rank1_block_avx2::<true>(p, out) },
             };
             // Safety: AVX is part of AVX2; sizes are checked inside.
             let transpose = |p: Panel<'_>, dst: &mut [f32]| unsafe { transpose_panel_avx(p, dst) };
             hs.prepare(rows, t, d, transpose);
-            blocked_head(hs, rows, mask, t, d, rank1, transpose)
+            blocked_head(hs, rows, mask, t, d, rank1)
         }
         if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && super::x86_avx512::Avx512::new().is_some() {
             // Safety: the token check proves the CPU has these features.
@@ -305,16 +309,19 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, rows: HeadRows<'_>, mask: 
     let _ = level;
     // aarch64: NEON and FMA are part of the baseline target.
     hs.prepare(rows, t, d, transpose_panel);
-    blocked_head(hs, rows, mask, t, d, rank1_block, transpose_panel)
+    blocked_head(hs, rows, mask, t, d, rank1_block)
 }
 
 /// One rank-1-update product, the heart of both attention products:
-/// `out[j * out_stride + c] = sum_i a[i * QB + j] * b[i * b_stride + c]` for rows
-/// `j < rows` and columns `c < vectors * LANES` of `b`.
+/// `out[j * out_stride + c] = sum_i a_ij * b[i * b_stride + c]` for rows `j < rows` and
+/// columns `c < vectors * LANES` of `b`.
 #[derive(Clone, Copy)]
 struct Rank1<'a> {
-    /// `[n, QB]`: the `QB` values broadcast at each step, side by side.
+    /// The `QB` values a_ij broadcast at step i.
     a: &'a [f32],
+    /// Where a_ij is: `a[i * QB + j]` (`None`: side by side, the transposed queries) or
+    /// `a[j * stride + i]` (`Some(stride)`: down the rows, the probabilities).
+    a_rows: Option<usize>,
     /// `[n, b_stride]`, of which the first `vectors * LANES` columns are used.
     b: &'a [f32],
     b_stride: usize,
@@ -331,21 +338,28 @@ impl Rank1<'_> {
     fn check(&self, out: &[f32]) {
         let cols = self.vectors * LANES;
         assert!((1..=KV).contains(&self.vectors) && (1..=QB).contains(&self.rows) && cols <= self.b_stride, "rank1: bad shape");
-        assert!(self.a.len() >= self.n * QB && (self.n == 0 || self.b.len() >= (self.n - 1) * self.b_stride + cols), "rank1: short operands");
+        let a_len = match self.a_rows {
+            None => self.n * QB,
+            Some(stride) => (QB - 1) * stride + self.n,
+        };
+        assert!(self.a.len() >= a_len && (self.n == 0 || self.b.len() >= (self.n - 1) * self.b_stride + cols), "rank1: short operands");
         assert!(out.len() >= (self.rows - 1) * self.out_stride + cols, "rank1: short output");
     }
 }
 
 /// [`Rank1`], portable: one vector of columns at a time, `QB` independent FMA chains (the
 /// shape compilers keep in registers).
-// a: [n, QB], b: [n, b_stride] -> out: [rows, out_stride] (vectors x LANES written)
+// a: [n, QB] or [QB, a_row], b: [n, b_stride] -> out: [rows, out_stride] (vectors x LANES written)
 #[inline(always)]
 fn rank1_block(p: Rank1<'_>, out: &mut [f32]) {
     p.check(out);
     for v in 0..p.vectors {
         let mut acc = [[0.0f32; LANES]; QB];
         for i in 0..p.n {
-            let aj: &[f32; QB] = p.a[i * QB..i * QB + QB].try_into().expect("QB");
+            let aj: [f32; QB] = std::array::from_fn(|j| match p.a_rows {
+                None => p.a[i * QB + j],
+                Some(stride) => p.a[j * stride + i],
+            });
             let o = i * p.b_stride + v * LANES;
             let bv: &[f32; LANES] = p.b[o..o + LANES].try_into().expect("LANES");
             for j in 0..QB {
@@ -362,23 +376,26 @@ fn rank1_block(p: Rank1<'_>, out: &mut [f32]) {
 
 /// [`Rank1`] with AVX-512: `NV x QB` accumulators in zmm registers, so each step loads
 /// `NV` vectors and broadcasts `QB` scalars for `NV x QB` FMAs; results are stored
-/// straight into `out`.
+/// straight into `out`. `A_ROWS`: `p.a_rows` is `Some` (a const, so that each layout's
+/// loop has its own addressing).
 ///
 /// # Safety
-/// The CPU must have AVX-512F; `p.vectors == NV` (sizes are checked).
+/// The CPU must have AVX-512F; `p.vectors == NV`, `p.a_rows.is_some() == A_ROWS` (sizes
+/// are checked).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn rank1_block_avx512<const NV: usize>(p: Rank1<'_>, out: &mut [f32]) {
+unsafe fn rank1_block_avx512<const NV: usize, const A_ROWS: bool>(p: Rank1<'_>, out: &mut [f32]) {
     use std::arch::x86_64::*;
     p.check(out);
-    debug_assert_eq!(p.vectors, NV);
+    assert!(p.vectors == NV && p.a_rows.is_some() == A_ROWS, "rank1: wrong instance");
     let mut acc = [[_mm512_setzero_ps(); NV]; QB];
     let (ap, bp) = (p.a.as_ptr(), p.b.as_ptr());
+    let a_rows: [*const f32; QB] = std::array::from_fn(|j| ap.wrapping_add(j * p.a_rows.unwrap_or(0)));
     for i in 0..p.n {
         // Safety (all loads and stores): within the lengths `check` asserted.
         let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(i * p.b_stride + v * LANES)));
         for (j, accj) in acc.iter_mut().enumerate() {
-            let x = _mm512_set1_ps(*ap.add(i * QB + j));
+            let x = _mm512_set1_ps(if A_ROWS { *a_rows[j].add(i) } else { *ap.add(i * QB + j) });
             for v in 0..NV {
                 accj[v] = _mm512_fmadd_ps(x, bv[v], accj[v]);
             }
@@ -392,24 +409,27 @@ unsafe fn rank1_block_avx512<const NV: usize>(p: Rank1<'_>, out: &mut [f32]) {
 }
 
 /// [`Rank1`] with AVX2: the columns in passes of 8, each with `QB` query accumulators
-/// (16 ymm registers hold 8 sums, a column vector and a broadcast).
+/// (16 ymm registers hold 8 sums, a column vector and a broadcast). `A_ROWS` as for
+/// [`rank1_block_avx512`].
 ///
 /// # Safety
-/// The CPU must have AVX2 and FMA; `p.vectors == NV` (sizes are checked).
+/// The CPU must have AVX2 and FMA; `p.a_rows.is_some() == A_ROWS` (sizes are checked).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn rank1_block_avx2<const NV: usize>(p: Rank1<'_>, out: &mut [f32]) {
+unsafe fn rank1_block_avx2<const A_ROWS: bool>(p: Rank1<'_>, out: &mut [f32]) {
     use std::arch::x86_64::*;
     p.check(out);
-    debug_assert_eq!(p.vectors, NV);
+    assert!(p.a_rows.is_some() == A_ROWS, "rank1: wrong instance");
     let (ap, bp) = (p.a.as_ptr(), p.b.as_ptr());
-    for c0 in (0..NV * LANES).step_by(8) {
+    let a_rows: [*const f32; QB] = std::array::from_fn(|j| ap.wrapping_add(j * p.a_rows.unwrap_or(0)));
+    for c0 in (0..p.vectors * LANES).step_by(8) {
         let mut acc = [_mm256_setzero_ps(); QB];
         for i in 0..p.n {
             // Safety (all loads and stores): within the lengths `check` asserted.
             let bv = _mm256_loadu_ps(bp.add(i * p.b_stride + c0));
             for (j, accj) in acc.iter_mut().enumerate() {
-                *accj = _mm256_fmadd_ps(_mm256_set1_ps(*ap.add(i * QB + j)), bv, *accj);
+                let x = _mm256_set1_ps(if A_ROWS { *a_rows[j].add(i) } else { *ap.add(i * QB + j) });
+                *accj = _mm256_fmadd_ps(x, bv, *accj);
             }
         }
         for (j, accj) in acc.iter().enumerate().take(p.rows) {
@@ -420,7 +440,7 @@ unsafe fn rank1_block_avx2<const NV: usize>(p: Rank1<'_>, out: &mut [f32]) {
 
 /// A panel of `QB` rows to transpose, each row scaled:
 /// `dst[c * dst_stride + j] = src[j * src_stride + c] * scale[j]` for `j < QB`, `c < cols`.
-/// Turns queries, keys and probabilities into the columns the rank-1 products step over.
+/// Turns queries and keys into the columns the scores product steps over.
 #[derive(Clone, Copy)]
 struct Panel<'a> {
     src: &'a [f32],
@@ -449,8 +469,8 @@ fn transpose_panel(p: Panel<'_>, dst: &mut [f32]) {
     }
 }
 
-/// [`Panel`] in 8 x 8 tiles held in AVX registers (a scalar scatter of the probabilities
-/// cost as much as the softmax); columns past the last whole tile go one at a time.
+/// [`Panel`] in 8 x 8 tiles held in AVX registers (the scalar scatter cost 10 % of
+/// attention); columns past the last whole tile go one at a time.
 ///
 /// # Safety
 /// The CPU must have AVX (sizes are checked).
@@ -504,10 +524,9 @@ fn blocked_head(
     t: usize,
     d: usize,
     rank1: impl Fn(Rank1<'_>, &mut [f32]),
-    transpose: impl Fn(Panel<'_>, &mut [f32]),
 ) {
     let Padded { tp, dp, .. } = Padded::new(t, d);
-    let HeadScratch { q, kt, v, scores, pt, out } = hs;
+    let HeadScratch { q, kt, v, scores, out } = hs;
     // V as the weighted sum reads it: rows of `v_stride` values, the columns from c0 at
     // `c0 * block_step` (in place, or the blocks `prepare` copied).
     let (values, v_stride, block_step) = if rows.values_in_place(d) { (&rows.v[rows.start..], d, 1) } else { (&v[..], BW, t) };
@@ -524,7 +543,7 @@ fn blocked_head(
             for g in 0..blocks {
                 let i0 = g0 + g * QB;
                 let qt = &q[i0 * d..(i0 + QB) * d];
-                rank1(Rank1 { a: qt, b, b_stride: BW, n: d, vectors, out_stride: tp, rows: QB }, &mut scores[g * QB * tp + s0..]);
+                rank1(Rank1 { a: qt, a_rows: None, b, b_stride: BW, n: d, vectors, out_stride: tp, rows: QB }, &mut scores[g * QB * tp + s0..]);
             }
         }
         for g in 0..blocks {
@@ -542,14 +561,16 @@ fn blocked_head(
                 }
                 *inv = 1.0 / super::generic::softmax_unnormalized(row);
             }
-            // pt[s, j] = p_js: the softmax's division folded into the transpose.
-            transpose(Panel { src: scores, src_stride: tp, cols: t, scale: inv, dst_stride: QB }, pt);
-            // out[j, c] = sum_s p_js v_sc: steps over s, b = v rows.
+            // out[j, c] = sum_s p_js v_sc: steps over s, a = the rows of exps in place, b = v
+            // rows; the softmax's division is applied to the d outputs, not the t exps.
             // A head dimension of 80 is a block of 3 vectors and one of 2, not a padded 96.
             for c0 in (0..d).step_by(BW) {
                 let vectors = (d - c0).div_ceil(LANES).min(KV);
                 let b = &values[c0 * block_step..];
-                rank1(Rank1 { a: pt, b, b_stride: v_stride, n: t, vectors, out_stride: dp, rows: nq }, &mut out[i0 * dp + c0..]);
+                rank1(Rank1 { a: scores, a_rows: Some(tp), b, b_stride: v_stride, n: t, vectors, out_stride: dp, rows: nq }, &mut out[i0 * dp + c0..]);
+            }
+            for (row, inv) in out[i0 * dp..].chunks_mut(dp).zip(inv).take(nq) {
+                row.iter_mut().for_each(|x| *x *= inv);
             }
         }
     }
