@@ -11,6 +11,7 @@
 use super::{SharedOut, isa, Isa};
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::marker::PhantomData;
 
 /// Score given to masked keys: finite, so a row whose keys are all masked gets a
 /// uniform distribution instead of NaN.
@@ -84,29 +85,69 @@ pub fn attention_at_level(
     }
     let scale = 1.0 / (head_dim as f32).sqrt();
     let dp = Padded::new(t, head_dim).dp;
+    // The weighted sum of values writes its vectors straight into `out` when they end
+    // where the head's columns do; otherwise into scratch rows, copied after.
+    let direct = head_dim % LANES == 0;
     let out_ptr = SharedOut(out.as_mut_ptr());
     (0..heads).into_par_iter().for_each(|h| {
+        // Safety: head h writes only columns h*head_dim..(h+1)*head_dim of rows i < t,
+        // disjoint from every other task; `out` is borrowed mutably for the whole
+        // parallel loop and has t * hd values (asserted above).
+        let head_out = unsafe { OutRows::from_raw(out_ptr.get().add(h * head_dim), t, hd, head_dim) };
         HEAD_SCRATCH.with(|cell| {
             let mut guard = cell.borrow_mut();
             let hs = &mut *guard;
             let (start, stride) = layout.head_start(h, head_dim, hd);
-            run_blocked_head(level, hs, HeadRows { q, k, v, start, stride, scale }, key_mask, t, head_dim);
+            let rows = HeadRows { q, k, v, start, stride, scale };
+            if direct {
+                return run_blocked_head(level, hs, rows, Some(head_out), key_mask, t, head_dim);
+            }
+            run_blocked_head(level, hs, rows, None, key_mask, t, head_dim);
+            let mut head_out = head_out;
             for i in 0..t {
-                // Each row is in its own page, which the hardware prefetcher does not
-                // follow: the rows ahead are fetched for writing.
-                #[cfg(target_arch = "x86_64")]
-                if i + PREFETCH_ROWS < t {
-                    let ahead = out_ptr.get().wrapping_add((i + PREFETCH_ROWS) * hd + h * head_dim);
-                    super::prefetch_lines::<{ std::arch::x86_64::_MM_HINT_ET0 }>(ahead.cast(), 4 * head_dim);
-                }
-                // Safety: head h writes only columns h*head_dim..(h+1)*head_dim of each
-                // row i < t, disjoint from every other task; `out` is borrowed mutably
-                // for the whole loop and has t * hd values (asserted above).
-                let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(i * hd + h * head_dim), head_dim) };
-                dst.copy_from_slice(&hs.out[i * dp..i * dp + head_dim]);
+                head_out.row(i).copy_from_slice(&hs.out[i * dp..i * dp + head_dim]);
             }
         });
     });
+}
+
+/// Rows a product writes: row r at `ptr + r * stride`, its first `width` values, for
+/// r < `rows`. Unlike a slice, it can be a column band of a matrix whose other columns
+/// belong to other threads.
+struct OutRows<'a> {
+    ptr: *mut f32,
+    stride: usize,
+    rows: usize,
+    width: usize,
+    _borrow: PhantomData<&'a mut f32>,
+}
+
+impl<'a> OutRows<'a> {
+    /// `rows` rows of `width` values, `stride` apart, from the start of `s`.
+    fn of_slice(s: &'a mut [f32], rows: usize, stride: usize, width: usize) -> Self {
+        assert!(width <= stride && (rows == 0 || (rows - 1) * stride + width <= s.len()), "OutRows: slice too short");
+        OutRows { ptr: s.as_mut_ptr(), stride, rows, width, _borrow: PhantomData }
+    }
+
+    /// # Safety
+    /// For `'a`, the values at `ptr + r * stride + c` (r < rows, c < width) are valid for
+    /// reads and writes, and nothing else accesses them.
+    unsafe fn from_raw(ptr: *mut f32, rows: usize, stride: usize, width: usize) -> Self {
+        OutRows { ptr, stride, rows, width, _borrow: PhantomData }
+    }
+
+    /// The rows from `row` on, their columns from `col` on.
+    fn at(&mut self, row: usize, col: usize) -> OutRows<'_> {
+        assert!(row <= self.rows && col <= self.width, "OutRows: ({row}, {col}) outside");
+        OutRows { ptr: self.ptr.wrapping_add(row * self.stride + col), stride: self.stride, rows: self.rows - row, width: self.width - col, _borrow: PhantomData }
+    }
+
+    /// Row `r`'s `width` values.
+    fn row(&mut self, r: usize) -> &mut [f32] {
+        assert!(r < self.rows, "OutRows: row {r} of {}", self.rows);
+        // Safety: inside the rows and columns this value owns (its invariant).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r * self.stride), self.width) }
+    }
 }
 
 const LANES: usize = 16;
@@ -256,22 +297,19 @@ impl HeadScratch {
     }
 }
 
-/// Output rows ahead that `attention_at_level` prefetches for writing.
-#[cfg(target_arch = "x86_64")]
-const PREFETCH_ROWS: usize = 4;
-
 thread_local! {
     static HEAD_SCRATCH: RefCell<HeadScratch> = RefCell::new(HeadScratch::default());
 }
 
-fn run_blocked_head(level: Isa, hs: &mut HeadScratch, rows: HeadRows<'_>, mask: &[bool], t: usize, d: usize) {
+/// One head: `dest` receives its outputs (`None`: `hs.out`).
+fn run_blocked_head(level: Isa, hs: &mut HeadScratch, rows: HeadRows<'_>, dest: Option<OutRows<'_>>, mask: &[bool], t: usize, d: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-        unsafe fn avx512(hs: &mut HeadScratch, rows: HeadRows<'_>, mask: &[bool], t: usize, d: usize) {
+        unsafe fn avx512(hs: &mut HeadScratch, rows: HeadRows<'_>, dest: Option<OutRows<'_>>, mask: &[bool], t: usize, d: usize) {
             // Safety (each arm): this function's features include AVX-512F; the instance
             // matches the product's shape; sizes are checked inside.
-            let rank1 = |p: Rank1<'_>, out: &mut [f32]| match (p.vectors, p.a_rows.is_some()) {
+            let rank1 = |p: Rank1<'_>, out: OutRows<'_>| match (p.vectors, p.a_rows.is_some()) {
                 (3, false) => unsafe { rank1_block_avx512::<3, false>(p, out) },
                 (2, false) => unsafe { rank1_block_avx512::<2, false>(p, out) },
                 (_, false) => unsafe { rank1_block_avx512::<1, false>(p, out) },
@@ -282,39 +320,39 @@ fn run_blocked_head(level: Isa, hs: &mut HeadScratch, rows: HeadRows<'_>, mask: 
             // Safety: AVX is part of AVX-512F; sizes are checked inside.
             let transpose = |p: Panel<'_>, dst: &mut [f32]| unsafe { transpose_panel_avx(p, dst) };
             hs.prepare(rows, t, d, transpose);
-            blocked_head(hs, rows, mask, t, d, rank1)
+            blocked_head(hs, rows, dest, mask, t, d, rank1)
         }
         #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn avx2(hs: &mut HeadScratch, rows: HeadRows<'_>, mask: &[bool], t: usize, d: usize) {
+        unsafe fn avx2(hs: &mut HeadScratch, rows: HeadRows<'_>, dest: Option<OutRows<'_>>, mask: &[bool], t: usize, d: usize) {
             // Safety (each arm): this function's features include AVX2 and FMA; the
             // instance matches the layout of a; sizes are checked inside.
-            let rank1 = |p: Rank1<'_>, out: &mut [f32]| match p.a_rows.is_some() {
+            let rank1 = |p: Rank1<'_>, out: OutRows<'_>| match p.a_rows.is_some() {
                 false => unsafe { rank1_block_avx2::<false>(p, out) },
                 true => unsafe { rank1_block_avx2::<true>(p, out) },
             };
             // Safety: AVX is part of AVX2; sizes are checked inside.
             let transpose = |p: Panel<'_>, dst: &mut [f32]| unsafe { transpose_panel_avx(p, dst) };
             hs.prepare(rows, t, d, transpose);
-            blocked_head(hs, rows, mask, t, d, rank1)
+            blocked_head(hs, rows, dest, mask, t, d, rank1)
         }
         if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && super::x86_avx512::Avx512::new().is_some() {
             // Safety: the token check proves the CPU has these features.
-            return unsafe { avx512(hs, rows, mask, t, d) };
+            return unsafe { avx512(hs, rows, dest, mask, t, d) };
         }
         if super::x86_avx2::Avx2::new().is_some() {
             // Safety: as above.
-            return unsafe { avx2(hs, rows, mask, t, d) };
+            return unsafe { avx2(hs, rows, dest, mask, t, d) };
         }
     }
     let _ = level;
     // aarch64: NEON and FMA are part of the baseline target.
     hs.prepare(rows, t, d, transpose_panel);
-    blocked_head(hs, rows, mask, t, d, rank1_block)
+    blocked_head(hs, rows, dest, mask, t, d, rank1_block)
 }
 
 /// One rank-1-update product, the heart of both attention products:
-/// `out[j * out_stride + c] = sum_i a_ij * b[i * b_stride + c]` for rows `j < rows` and
-/// columns `c < vectors * LANES` of `b`.
+/// `out[j][c] = sum_i a_ij * b[i * b_stride + c]` for rows `j < rows` and columns
+/// `c < vectors * LANES` of `b`.
 #[derive(Clone, Copy)]
 struct Rank1<'a> {
     /// The `QB` values a_ij broadcast at step i.
@@ -328,14 +366,13 @@ struct Rank1<'a> {
     n: usize,
     /// 1 to `KV` vectors of `LANES` columns (fewer for the last keys or columns).
     vectors: usize,
-    out_stride: usize,
     /// Rows of the result written (`<= QB`; a short last query block writes fewer).
     rows: usize,
 }
 
 impl Rank1<'_> {
     /// Panics unless the operands and `out` hold what the product reads and writes.
-    fn check(&self, out: &[f32]) {
+    fn check(&self, out: &OutRows<'_>) {
         let cols = self.vectors * LANES;
         assert!((1..=KV).contains(&self.vectors) && (1..=QB).contains(&self.rows) && cols <= self.b_stride, "rank1: bad shape");
         let a_len = match self.a_rows {
@@ -343,16 +380,16 @@ impl Rank1<'_> {
             Some(stride) => (QB - 1) * stride + self.n,
         };
         assert!(self.a.len() >= a_len && (self.n == 0 || self.b.len() >= (self.n - 1) * self.b_stride + cols), "rank1: short operands");
-        assert!(out.len() >= (self.rows - 1) * self.out_stride + cols, "rank1: short output");
+        assert!(self.rows <= out.rows && cols <= out.width, "rank1: short output");
     }
 }
 
 /// [`Rank1`], portable: one vector of columns at a time, `QB` independent FMA chains (the
 /// shape compilers keep in registers).
-// a: [n, QB] or [QB, a_row], b: [n, b_stride] -> out: [rows, out_stride] (vectors x LANES written)
+// a: [n, QB] or [QB, a_rows], b: [n, b_stride] -> out: [rows][vectors x LANES]
 #[inline(always)]
-fn rank1_block(p: Rank1<'_>, out: &mut [f32]) {
-    p.check(out);
+fn rank1_block(p: Rank1<'_>, mut out: OutRows<'_>) {
+    p.check(&out);
     for v in 0..p.vectors {
         let mut acc = [[0.0f32; LANES]; QB];
         for i in 0..p.n {
@@ -369,7 +406,7 @@ fn rank1_block(p: Rank1<'_>, out: &mut [f32]) {
             }
         }
         for (j, acc) in acc.iter().enumerate().take(p.rows) {
-            out[j * p.out_stride + v * LANES..][..LANES].copy_from_slice(acc);
+            out.row(j)[v * LANES..][..LANES].copy_from_slice(acc);
         }
     }
 }
@@ -384,9 +421,9 @@ fn rank1_block(p: Rank1<'_>, out: &mut [f32]) {
 /// are checked).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn rank1_block_avx512<const NV: usize, const A_ROWS: bool>(p: Rank1<'_>, out: &mut [f32]) {
+unsafe fn rank1_block_avx512<const NV: usize, const A_ROWS: bool>(p: Rank1<'_>, out: OutRows<'_>) {
     use std::arch::x86_64::*;
-    p.check(out);
+    p.check(&out);
     assert!(p.vectors == NV && p.a_rows.is_some() == A_ROWS, "rank1: wrong instance");
     let mut acc = [[_mm512_setzero_ps(); NV]; QB];
     let (ap, bp) = (p.a.as_ptr(), p.b.as_ptr());
@@ -403,7 +440,7 @@ unsafe fn rank1_block_avx512<const NV: usize, const A_ROWS: bool>(p: Rank1<'_>, 
     }
     for (j, accj) in acc.iter().enumerate().take(p.rows) {
         for (v, a) in accj.iter().enumerate() {
-            _mm512_storeu_ps(out.as_mut_ptr().add(j * p.out_stride + v * LANES), *a);
+            _mm512_storeu_ps(out.ptr.add(j * out.stride + v * LANES), *a);
         }
     }
 }
@@ -416,9 +453,9 @@ unsafe fn rank1_block_avx512<const NV: usize, const A_ROWS: bool>(p: Rank1<'_>, 
 /// The CPU must have AVX2 and FMA; `p.a_rows.is_some() == A_ROWS` (sizes are checked).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn rank1_block_avx2<const A_ROWS: bool>(p: Rank1<'_>, out: &mut [f32]) {
+unsafe fn rank1_block_avx2<const A_ROWS: bool>(p: Rank1<'_>, out: OutRows<'_>) {
     use std::arch::x86_64::*;
-    p.check(out);
+    p.check(&out);
     assert!(p.a_rows.is_some() == A_ROWS, "rank1: wrong instance");
     let (ap, bp) = (p.a.as_ptr(), p.b.as_ptr());
     let a_rows: [*const f32; QB] = std::array::from_fn(|j| ap.wrapping_add(j * p.a_rows.unwrap_or(0)));
@@ -433,7 +470,7 @@ unsafe fn rank1_block_avx2<const A_ROWS: bool>(p: Rank1<'_>, out: &mut [f32]) {
             }
         }
         for (j, accj) in acc.iter().enumerate().take(p.rows) {
-            _mm256_storeu_ps(out.as_mut_ptr().add(j * p.out_stride + c0), *accj);
+            _mm256_storeu_ps(out.ptr.add(j * out.stride + c0), *accj);
         }
     }
 }
@@ -520,13 +557,15 @@ unsafe fn transpose_panel_avx(p: Panel<'_>, dst: &mut [f32]) {
 fn blocked_head(
     hs: &mut HeadScratch,
     rows: HeadRows<'_>,
+    dest: Option<OutRows<'_>>,
     mask: &[bool],
     t: usize,
     d: usize,
-    rank1: impl Fn(Rank1<'_>, &mut [f32]),
+    rank1: impl Fn(Rank1<'_>, OutRows<'_>),
 ) {
     let Padded { tp, dp, .. } = Padded::new(t, d);
     let HeadScratch { q, kt, v, scores, out } = hs;
+    let mut dest = dest.unwrap_or_else(|| OutRows::of_slice(out, t, dp, dp));
     // V as the weighted sum reads it: rows of `v_stride` values, the columns from c0 at
     // `c0 * block_step` (in place, or the blocks `prepare` copied).
     let (values, v_stride, block_step) = if rows.values_in_place(d) { (&rows.v[rows.start..], d, 1) } else { (&v[..], BW, t) };
@@ -543,7 +582,8 @@ fn blocked_head(
             for g in 0..blocks {
                 let i0 = g0 + g * QB;
                 let qt = &q[i0 * d..(i0 + QB) * d];
-                rank1(Rank1 { a: qt, a_rows: None, b, b_stride: BW, n: d, vectors, out_stride: tp, rows: QB }, &mut scores[g * QB * tp + s0..]);
+                let out = OutRows::of_slice(&mut scores[g * QB * tp + s0..], QB, tp, tp - s0);
+                rank1(Rank1 { a: qt, a_rows: None, b, b_stride: BW, n: d, vectors, rows: QB }, out);
             }
         }
         for g in 0..blocks {
@@ -564,13 +604,20 @@ fn blocked_head(
             // out[j, c] = sum_s p_js v_sc: steps over s, a = the rows of exps in place, b = v
             // rows; the softmax's division is applied to the d outputs, not the t exps.
             // A head dimension of 80 is a block of 3 vectors and one of 2, not a padded 96.
+            // The next block's output rows are fetched for writing: written straight into
+            // a token-major output, each is in its own page, which the hardware
+            // prefetcher does not follow.
+            #[cfg(target_arch = "x86_64")]
+            for r in (i0 + QB..i0 + 2 * QB).take_while(|&r| r < t) {
+                super::prefetch_lines::<{ std::arch::x86_64::_MM_HINT_ET0 }>(dest.ptr.wrapping_add(r * dest.stride).cast(), 4 * d);
+            }
             for c0 in (0..d).step_by(BW) {
                 let vectors = (d - c0).div_ceil(LANES).min(KV);
                 let b = &values[c0 * block_step..];
-                rank1(Rank1 { a: scores, a_rows: Some(tp), b, b_stride: v_stride, n: t, vectors, out_stride: dp, rows: nq }, &mut out[i0 * dp + c0..]);
+                rank1(Rank1 { a: scores, a_rows: Some(tp), b, b_stride: v_stride, n: t, vectors, rows: nq }, dest.at(i0, c0));
             }
-            for (row, inv) in out[i0 * dp..].chunks_mut(dp).zip(inv).take(nq) {
-                row.iter_mut().for_each(|x| *x *= inv);
+            for (j, inv) in inv.iter().enumerate().take(nq) {
+                dest.row(i0 + j)[..d].iter_mut().for_each(|x| *x *= inv);
             }
         }
     }
