@@ -428,7 +428,7 @@ unsafe fn rank1_block_avx512<const NV: usize, const A_ROWS: bool>(p: Rank1<'_>, 
     let mut acc = [[_mm512_setzero_ps(); NV]; QB];
     let (ap, bp) = (p.a.as_ptr(), p.b.as_ptr());
     let a_rows: [*const f32; QB] = std::array::from_fn(|j| ap.wrapping_add(j * p.a_rows.unwrap_or(0)));
-    for i in 0..p.n {
+    let mut step = |i: usize| {
         // Safety (all loads and stores): within the lengths `check` asserted.
         let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(i * p.b_stride + v * LANES)));
         for (j, accj) in acc.iter_mut().enumerate() {
@@ -437,6 +437,14 @@ unsafe fn rank1_block_avx512<const NV: usize, const A_ROWS: bool>(p: Rank1<'_>, 
                 accj[v] = _mm512_fmadd_ps(x, bv[v], accj[v]);
             }
         }
+    };
+    // Two steps per iteration: down the rows of a, one row address serves both.
+    for i in (0..p.n / 2 * 2).step_by(2) {
+        step(i);
+        step(i + 1);
+    }
+    if p.n % 2 == 1 {
+        step(p.n - 1);
     }
     for (j, accj) in acc.iter().enumerate().take(p.rows) {
         for (v, a) in accj.iter().enumerate() {
