@@ -87,7 +87,7 @@ pub fn attention_at_level(
     let dp = Padded::new(t, head_dim).dp;
     // The weighted sum of values writes its vectors straight into `out` when they end
     // where the head's columns do; otherwise into scratch rows, copied after.
-    let direct = head_dim % LANES == 0;
+    let direct = head_dim.is_multiple_of(LANES);
     let out_ptr = SharedOut(out.as_mut_ptr());
     (0..heads).into_par_iter().for_each(|h| {
         // Safety: head h writes only columns h*head_dim..(h+1)*head_dim of rows i < t,
@@ -162,7 +162,7 @@ const BW: usize = KV * LANES;
 /// Query blocks whose scores are computed together, each key block loaded once for all.
 const QUERY_GROUP: usize = 4;
 const _: () = assert!(KV == 3, "the SIMD rank-1 kernels are instantiated for 1 to 3 vectors");
-const _: () = assert!(BW % QB == 0, "a key block holds whole panels of QB keys");
+const _: () = assert!(BW.is_multiple_of(QB), "a key block holds whole panels of QB keys");
 
 /// One head's operands, laid out for the blocked kernel and reused across calls.
 #[derive(Default)]
@@ -221,7 +221,7 @@ impl HeadRows<'_> {
     /// Whether the weighted sum of values can read V where it is: contiguous rows
     /// (head-major) of whole vectors, so that no vector reaches past a row.
     fn values_in_place(&self, d: usize) -> bool {
-        self.stride == d && d % LANES == 0
+        self.stride == d && d.is_multiple_of(LANES)
     }
 }
 
