@@ -100,12 +100,13 @@ pub fn attention_at_level(
             let (start, stride) = layout.head_start(h, head_dim, hd);
             let rows = HeadRows { q, k, v, start, stride, scale };
             if direct {
-                return run_blocked_head(level, hs, rows, Some(head_out), key_mask, t, head_dim);
-            }
-            run_blocked_head(level, hs, rows, None, key_mask, t, head_dim);
-            let mut head_out = head_out;
-            for i in 0..t {
-                head_out.row(i).copy_from_slice(&hs.out[i * dp..i * dp + head_dim]);
+                run_blocked_head(level, hs, rows, Some(head_out), key_mask, t, head_dim);
+            } else {
+                run_blocked_head(level, hs, rows, None, key_mask, t, head_dim);
+                let mut head_out = head_out;
+                for i in 0..t {
+                    head_out.row(i).copy_from_slice(&hs.out[i * dp..i * dp + head_dim]);
+                }
             }
         });
     });
