@@ -181,7 +181,8 @@ struct HeadScratch {
     /// Scores of a group of `QUERY_GROUP` query blocks, `[QUERY_GROUP][QB, tp]`, then
     /// (unnormalized) probabilities, read in place by the weighted sum of values.
     scores: Vec<f32>,
-    /// Outputs `[t, dp]`.
+    /// Outputs `[t, dp]`, for head dims whose output vectors cannot go straight to the
+    /// caller's rows (sized by `blocked_head`, their only user).
     out: Vec<f32>,
 }
 
@@ -234,14 +235,13 @@ impl HeadScratch {
     /// `t` and of value columns past `d`, which is written explicitly.
     fn prepare(&mut self, rows: HeadRows<'_>, t: usize, d: usize, transpose: impl Fn(Panel<'_>, &mut [f32])) {
         let HeadRows { q, k, v, start, stride, scale } = rows;
-        let Padded { tq, tp, kp, vp, dp } = Padded::new(t, d);
+        let Padded { tq, tp, kp, vp, .. } = Padded::new(t, d);
         let copy_values = !rows.values_in_place(d);
         for (buf, n) in [
             (&mut self.q, tq * d),
             (&mut self.kt, d * kp),
             (&mut self.v, if copy_values { t * vp } else { 0 }),
             (&mut self.scores, QUERY_GROUP * QB * tp),
-            (&mut self.out, t * dp),
         ] {
             buf.resize(n, 0.0);
         }
@@ -271,21 +271,12 @@ impl HeadScratch {
                     }
                 }
             }
-            let first = start + s0 * stride;
+            let (first, rows) = (start + s0 * stride, QB.min(t - s0));
             // A block of queries, or of keys, holds whole panels (BW is a multiple of QB).
             let query_block = &mut self.q[(s0 / QB) * d * QB..];
             let key_block = &mut self.kt[(s0 / BW) * d * BW + s0 % BW..];
-            if s0 + QB <= t {
-                transpose(Panel { src: &q[first..], src_stride: stride, cols: d, scale: [scale; QB], dst_stride: QB }, query_block);
-                transpose(Panel { src: &k[first..], src_stride: stride, cols: d, scale: [1.0; QB], dst_stride: BW }, key_block);
-            } else {
-                for (j, row) in (first..).step_by(stride).take(t - s0).enumerate() {
-                    for (c, (&x, &y)) in q[row..row + d].iter().zip(&k[row..row + d]).enumerate() {
-                        query_block[c * QB + j] = x * scale;
-                        key_block[c * BW + j] = y;
-                    }
-                }
-            }
+            transpose(Panel { src: &q[first..], src_stride: stride, rows, cols: d, scale: [scale; QB], dst_stride: QB }, query_block);
+            transpose(Panel { src: &k[first..], src_stride: stride, rows, cols: d, scale: [1.0; QB], dst_stride: BW }, key_block);
             if copy_values {
                 for s in s0..(s0 + QB).min(t) {
                     let row = start + s * stride;
@@ -484,13 +475,15 @@ unsafe fn rank1_block_avx2<const A_ROWS: bool>(p: Rank1<'_>, out: OutRows<'_>) {
     }
 }
 
-/// A panel of `QB` rows to transpose, each row scaled:
-/// `dst[c * dst_stride + j] = src[j * src_stride + c] * scale[j]` for `j < QB`, `c < cols`.
+/// A panel of up to `QB` rows to transpose, each row scaled:
+/// `dst[c * dst_stride + j] = src[j * src_stride + c] * scale[j]` for `j < rows`, `c < cols`.
 /// Turns queries and keys into the columns the scores product steps over.
 #[derive(Clone, Copy)]
 struct Panel<'a> {
     src: &'a [f32],
     src_stride: usize,
+    /// 1 to `QB` (fewer for the last tokens).
+    rows: usize,
     cols: usize,
     scale: [f32; QB],
     dst_stride: usize,
@@ -499,28 +492,35 @@ struct Panel<'a> {
 impl Panel<'_> {
     /// Panics unless `src` and `dst` hold what the transpose reads and writes.
     fn check(&self, dst: &[f32]) {
-        assert!(self.dst_stride >= QB && self.src.len() >= (QB - 1) * self.src_stride + self.cols, "transpose: short source");
-        assert!(self.cols == 0 || dst.len() >= (self.cols - 1) * self.dst_stride + QB, "transpose: short destination");
+        assert!((1..=QB).contains(&self.rows) && self.dst_stride >= QB, "transpose: bad shape");
+        assert!(self.src.len() >= (self.rows - 1) * self.src_stride + self.cols, "transpose: short source");
+        assert!(self.cols == 0 || dst.len() >= (self.cols - 1) * self.dst_stride + self.rows, "transpose: short destination");
     }
-}
 
-/// [`Panel`], portable (the reference for [`transpose_panel_avx`]).
-// src: [QB, src_stride] -> dst: [cols, dst_stride] (QB values of each row written)
-fn transpose_panel(p: Panel<'_>, dst: &mut [f32]) {
-    p.check(dst);
-    for j in 0..QB {
-        for c in 0..p.cols {
-            dst[c * p.dst_stride + j] = p.src[j * p.src_stride + c] * p.scale[j];
+    /// The transpose of columns `cols`, one value at a time.
+    fn transpose_columns(&self, cols: std::ops::Range<usize>, dst: &mut [f32]) {
+        for j in 0..self.rows {
+            for c in cols.clone() {
+                dst[c * self.dst_stride + j] = self.src[j * self.src_stride + c] * self.scale[j];
+            }
         }
     }
 }
 
+/// [`Panel`], portable (the reference for [`transpose_panel_avx`]).
+// src: [rows, src_stride] -> dst: [cols, dst_stride] (rows values of each row written)
+fn transpose_panel(p: Panel<'_>, dst: &mut [f32]) {
+    p.check(dst);
+    p.transpose_columns(0..p.cols, dst);
+}
+
 /// [`Panel`] in 8 x 8 tiles held in AVX registers (the scalar scatter cost 10 % of
-/// attention); columns past the last whole tile go one at a time.
+/// attention); columns past the last whole tile, and a panel of fewer than 8 rows, go one
+/// value at a time.
 ///
 /// # Safety
 /// The CPU must have AVX (sizes are checked).
-// src: [QB, src_stride] -> dst: [cols, dst_stride] (QB values of each row written)
+// src: [rows, src_stride] -> dst: [cols, dst_stride] (rows values of each row written)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 unsafe fn transpose_panel_avx(p: Panel<'_>, dst: &mut [f32]) {
@@ -529,7 +529,7 @@ unsafe fn transpose_panel_avx(p: Panel<'_>, dst: &mut [f32]) {
     p.check(dst);
     let (src, out) = (p.src.as_ptr(), dst.as_mut_ptr());
     let scale: [__m256; QB] = std::array::from_fn(|j| _mm256_set1_ps(p.scale[j]));
-    let whole = p.cols / 8 * 8;
+    let whole = if p.rows == QB { p.cols / 8 * 8 } else { 0 };
     for c0 in (0..whole).step_by(8) {
         // Safety (all loads and stores): within the lengths `check` asserted.
         let r: [__m256; 8] = std::array::from_fn(|j| _mm256_mul_ps(_mm256_loadu_ps(src.add(j * p.src_stride + c0)), scale[j]));
@@ -552,11 +552,7 @@ unsafe fn transpose_panel_avx(p: Panel<'_>, dst: &mut [f32]) {
             _mm256_storeu_ps(out.add((c0 + 4 + i) * p.dst_stride), _mm256_permute2f128_ps::<0x31>(u0[i], u1[i]));
         }
     }
-    for j in 0..QB {
-        for c in whole..p.cols {
-            dst[c * p.dst_stride + j] = p.src[j * p.src_stride + c] * p.scale[j];
-        }
-    }
+    p.transpose_columns(whole..p.cols, dst);
 }
 
 /// softmax(q kᵀ + mask) v for one head, `QB` queries at a time. Written with fixed-size
@@ -574,7 +570,10 @@ fn blocked_head(
 ) {
     let Padded { tp, dp, .. } = Padded::new(t, d);
     let HeadScratch { q, kt, v, scores, out } = hs;
-    let mut dest = dest.unwrap_or_else(|| OutRows::of_slice(out, t, dp, dp));
+    let mut dest = dest.unwrap_or_else(|| {
+        out.resize(t * dp, 0.0);
+        OutRows::of_slice(out, t, dp, dp)
+    });
     // V as the weighted sum reads it: rows of `v_stride` values, the columns from c0 at
     // `c0 * block_step` (in place, or the blocks `prepare` copied).
     let (values, v_stride, block_step) = if rows.values_in_place(d) { (&rows.v[rows.start..], d, 1) } else { (&v[..], BW, t) };
@@ -686,7 +685,8 @@ mod tests {
     use super::*;
 
     /// The AVX transpose equals the portable one exactly (it only moves and scales values)
-    /// over column counts with and without a partial tile, strides wider than the rows,
+    /// over column counts with and without a partial tile, whole and short panels of rows,
+    /// strides wider than the rows,
     /// and destinations prefilled with NaN whose untouched values must stay NaN.
     #[cfg(target_arch = "x86_64")]
     #[test]
@@ -695,17 +695,18 @@ mod tests {
             eprintln!("skipped: no AVX2");
             return;
         }
-        for (cols, src_stride, dst_stride) in [(0, 5, 8), (1, 1, 8), (7, 9, 8), (8, 8, 8), (24, 31, 48), (80, 80, 48), (83, 2560, 8), (517, 528, 8)] {
-            let src: Vec<f32> = (0..(QB - 1) * src_stride + cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        let shapes = [(0, 5, 8), (1, 1, 8), (7, 9, 8), (8, 8, 8), (24, 31, 48), (80, 80, 48), (83, 2560, 8), (517, 528, 8)];
+        for ((cols, src_stride, dst_stride), rows) in shapes.into_iter().flat_map(|s| [(s, QB), (s, 3), (s, 1)]) {
+            let src: Vec<f32> = (0..(rows - 1) * src_stride + cols).map(|i| (i as f32 * 0.37).sin()).collect();
             let scale: [f32; QB] = std::array::from_fn(|j| 0.5 + j as f32);
-            let len = if cols == 0 { 0 } else { (cols - 1) * dst_stride + QB };
+            let len = if cols == 0 { 0 } else { (cols - 1) * dst_stride + rows };
             let (mut want, mut got) = (vec![f32::NAN; len + 3], vec![f32::NAN; len + 3]);
-            let panel = Panel { src: &src, src_stride, cols, scale, dst_stride };
+            let panel = Panel { src: &src, src_stride, rows, cols, scale, dst_stride };
             transpose_panel(panel, &mut want);
             // Safety: AVX2 (and so AVX) was checked above.
             unsafe { transpose_panel_avx(panel, &mut got) };
             let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "cols {cols}, strides {src_stride}/{dst_stride}");
+            assert!(same, "{rows} rows, cols {cols}, strides {src_stride}/{dst_stride}");
         }
     }
 }
