@@ -5,7 +5,9 @@
 //! `XLMR_BENCH_LAYER_ONLY=1 cargo bench --bench kernels` skips criterion and prints the
 //! time of one XL layer's six matmuls (quick check against PyTorch's int8 numbers);
 //! `XLMR_BENCH_GEMM_ONLY=1` prints the packed GEMM's rate against the measured int8
-//! peak at the layer's shapes (`RAYON_NUM_THREADS=1` for one core);
+//! peak at the layer's shapes (`RAYON_NUM_THREADS=1` for one core; other shapes with
+//! `XLMR_BENCH_GEMM_SHAPES="rows,cols,t;..."`, e.g. a matrix that fits L2 to time the
+//! microkernel without memory);
 //! `XLMR_BENCH_ATTENTION_ONLY=1` times XL's attention at 128 and 512 tokens (head-major q/k/v).
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
@@ -105,6 +107,21 @@ fn print_layer_times() {
 /// The packed GEMM's int8 op rate against the machine's measured `vpdpbusd` peak at the
 /// XL layer's shapes. Best of 7 timed batches: on a shared machine the minimum is the
 /// least noisy estimate.
+/// `XLMR_BENCH_GEMM_SHAPES="rows,cols,t;..."`, or XL's layer shapes.
+fn gemm_shapes() -> Vec<(usize, usize, usize)> {
+    let Ok(spec) = std::env::var("XLMR_BENCH_GEMM_SHAPES") else {
+        return vec![(2560, 2560, 8), (10240, 2560, 8), (2560, 2560, 128), (10240, 2560, 128), (2560, 10240, 128), (2560, 2560, 512), (2560, 10240, 512)];
+    };
+    let parse = |shape: &str| -> Option<(usize, usize, usize)> {
+        let v: Vec<usize> = shape.split(',').map(|x| x.trim().parse().ok()).collect::<Option<_>>()?;
+        match v[..] {
+            [rows, cols, t] => Some((rows, cols, t)),
+            _ => None,
+        }
+    };
+    spec.split(';').map(|s| parse(s).unwrap_or_else(|| panic!("XLMR_BENCH_GEMM_SHAPES: {s:?} is not rows,cols,t"))).collect()
+}
+
 fn print_packed_gemm_rates() {
     let peak = kernels::limits::int8_peak_gops().unwrap_or(f64::NAN);
     println!("packed GEMM, ISA {}, {} threads, measured int8 peak {peak:.0} G op/s:", kernels::isa(), rayon::current_num_threads());
@@ -114,7 +131,7 @@ fn print_packed_gemm_rates() {
         println!("  12 vpdpbusd + 6 f32 FMA take {cost:.2}x the time of the 12 vpdpbusd alone");
     }
     for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K] {
-        for &(rows, cols, t) in &[(2560, 2560, 8), (10240, 2560, 8), (2560, 2560, 128), (10240, 2560, 128), (2560, 10240, 128), (2560, 2560, 512), (2560, 10240, 512)] {
+        for &(rows, cols, t) in &gemm_shapes() {
             let w = Weights::new(ty, rows, cols);
             let packed = PackedMatrix::pack(&[&w.matrix()]).expect("packable").expect("memory");
             let x = input(t * cols);

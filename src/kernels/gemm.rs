@@ -144,7 +144,7 @@ fn tokens_per_block(level: Isa, ty: GgmlType) -> usize {
 }
 
 /// Tokens per block for a batch of `t`: a small batch as one block where the level's
-/// kernel takes it (AVX-512 VNNI, one panel at a time), else balanced blocks of at most
+/// kernel takes it (AVX-512 VNNI), else balanced blocks of at most
 /// [`tokens_per_block`] (8 tokens as 4 + 4, not 6 + 2: a block of few tokens has few
 /// independent `vpdpbusd` chains and runs far below peak).
 fn token_block(level: Isa, ty: GgmlType, t: usize) -> usize {

@@ -13,18 +13,26 @@ pub(crate) fn tokens_per_block(ty: GgmlType) -> usize {
     }
 }
 
-/// Batches of up to this many tokens run as one block, one panel at a time (see
-/// [`pair_block`]).
+/// The most tokens a block runs with both panels at once (see [`pair_block`]).
+fn pair_max_tokens(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q4K => 4,
+        _ => 8,
+    }
+}
+
+/// Batches of up to this many tokens run as one block (see [`pair_block`]).
 pub(crate) const SINGLE_PANEL_MAX_TOKENS: usize = 8;
 
 /// Adds to `tile` the dot products of the two panels of `b` with the `nt` tokens of
 /// its token block, over units `b.u0..b.u1`.
 ///
-/// Up to [`tokens_per_block`] tokens, both panels share each broadcast activation. Larger
-/// blocks (small batches, up to [`SINGLE_PANEL_MAX_TOKENS`]) take one panel at a time:
-/// both panels would not fit the registers, and one block of 8 tokens unpacks each Q4
-/// weight vector once for 8 `vpdpbusd` chains where two blocks of 4 would unpack it twice
-/// for 4 chains each (latency-bound).
+/// Up to [`pair_max_tokens`] tokens, both panels share each broadcast activation: for
+/// Q8_0 and Q4_0 that is every block (7 or 8 tokens keep their f32 accumulators in the
+/// tile, see `block32`); Q4_K blocks of 5 to 8 tokens (small batches, up to
+/// [`SINGLE_PANEL_MAX_TOKENS`]) take one panel at a time: both panels would not fit the
+/// registers, and one block of 8 tokens unpacks each weight vector once for 8
+/// `vpdpbusd` chains where two blocks of 4 would unpack it twice for 4 chains each.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F/BW/VL/DQ, F16C and VNNI; `b` must point at valid packed
@@ -49,10 +57,10 @@ trait Kernel {
 }
 
 /// Runs the kernel instantiated for exactly `nt` tokens: both panels at once up to the
-/// type's register block, one at a time above it.
+/// type's [`pair_max_tokens`], one at a time above it.
 #[inline(always)]
 unsafe fn dispatch_nt<K: Kernel>(b: &PairBlock, nt: usize, tile: *mut f32) {
-    let pair_max = tokens_per_block(b.ty);
+    let pair_max = pair_max_tokens(b.ty);
     match nt {
         1 => K::run::<2, 1>(b, 0, tile),
         2 => K::run::<2, 2>(b, 0, tile),
@@ -60,6 +68,8 @@ unsafe fn dispatch_nt<K: Kernel>(b: &PairBlock, nt: usize, tile: *mut f32) {
         4 => K::run::<2, 4>(b, 0, tile),
         5 if pair_max >= 5 => K::run::<2, 5>(b, 0, tile),
         6 if pair_max >= 6 => K::run::<2, 6>(b, 0, tile),
+        7 if pair_max >= 7 => K::run::<2, 7>(b, 0, tile),
+        8 if pair_max >= 8 => K::run::<2, 8>(b, 0, tile),
         5 => (0..2).for_each(|m| K::run::<1, 5>(b, m, tile)),
         6 => (0..2).for_each(|m| K::run::<1, 6>(b, m, tile)),
         7 => (0..2).for_each(|m| K::run::<1, 7>(b, m, tile)),
@@ -147,7 +157,11 @@ impl Kernel for Q4_0Kernel {
 unsafe fn block32<const MP: usize, const NT: usize, W: BlockWeights>(b: &PairBlock, m0: usize, tile: *mut f32) {
     let w = panels::<MP>(b, m0);
     let st = b.stride;
-    let mut acc = load_tile::<MP, NT>(tile, m0);
+    // Up to 12 sums per step the f32 accumulators stay in registers beside the int32
+    // sums; above (two panels of 7-8 tokens) they would not fit the 32 registers and
+    // live in the tile instead, loaded and stored once per 32-column unit.
+    let in_regs = MP * NT <= 12;
+    let mut acc = if in_regs { load_tile::<MP, NT>(tile, m0) } else { [[_mm512_setzero_ps(); NT]; MP] };
     for u in b.u0..b.u1 {
         if b.prefetch_units > 0 {
             for p in w {
@@ -174,11 +188,19 @@ unsafe fn block32<const MP: usize, const NT: usize, W: BlockWeights>(b: &PairBlo
         for n in 0..NT {
             let d = _mm512_set1_ps(*b.xd.add(u * st + n));
             for m in 0..MP {
-                acc[m][n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[m][n]), _mm512_mul_ps(s[m], d), acc[m][n]);
+                let scaled = |prev| _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[m][n]), _mm512_mul_ps(s[m], d), prev);
+                if in_regs {
+                    acc[m][n] = scaled(acc[m][n]);
+                } else {
+                    let at = tile_at(tile, m0, m, n);
+                    _mm512_storeu_ps(at, scaled(_mm512_loadu_ps(at)));
+                }
             }
         }
     }
-    store_tile::<MP, NT>(tile, m0, &acc);
+    if in_regs {
+        store_tile::<MP, NT>(tile, m0, &acc);
+    }
 }
 
 struct Q4KKernel;
@@ -243,4 +265,3 @@ unsafe fn q4_k_block<const MP: usize, const NT: usize>(b: &PairBlock, m0: usize,
         store_tile::<MP, NT>(tile, m0, &acc);
     }
 }
-
