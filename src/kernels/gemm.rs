@@ -213,7 +213,9 @@ pub fn gemm_at_level(
     let out_ptrs: Vec<SharedOut> = outs.iter_mut().map(|o| SharedOut(o.as_mut_ptr())).collect();
     let layout = w.layout();
     let units = cols / layout.cols;
-    let chunk_units = (CHUNK_COLS / layout.cols).max(1);
+    // One token block (small batches) has no reuse to keep in L1: each pair then runs its
+    // whole width in one kernel call, with no per-chunk work.
+    let chunk_units = if t <= nt { units } else { (CHUNK_COLS / layout.cols).max(1) };
     // Values per token block in each activation panel buffer (divisions hoisted out of the
     // innermost loops, where they cost ~1.5 % at 512 tokens).
     #[cfg(target_arch = "x86_64")]
