@@ -104,9 +104,6 @@ fn print_layer_times() {
     }
 }
 
-/// The packed GEMM's int8 op rate against the machine's measured `vpdpbusd` peak at the
-/// XL layer's shapes. Best of 7 timed batches: on a shared machine the minimum is the
-/// least noisy estimate.
 /// `XLMR_BENCH_GEMM_SHAPES="rows,cols,t;..."`, or XL's layer shapes.
 fn gemm_shapes() -> Vec<(usize, usize, usize)> {
     let Ok(spec) = std::env::var("XLMR_BENCH_GEMM_SHAPES") else {
@@ -122,6 +119,9 @@ fn gemm_shapes() -> Vec<(usize, usize, usize)> {
     spec.split(';').map(|s| parse(s).unwrap_or_else(|| panic!("XLMR_BENCH_GEMM_SHAPES: {s:?} is not rows,cols,t"))).collect()
 }
 
+/// The packed GEMM's int8 op rate against the machine's measured `vpdpbusd` peak at the
+/// XL layer's shapes (or [`gemm_shapes`]). Best of 7 timed batches: on a shared machine the
+/// minimum is the least noisy estimate.
 fn print_packed_gemm_rates() {
     let peak = kernels::limits::int8_peak_gops().unwrap_or(f64::NAN);
     println!("packed GEMM, ISA {}, {} threads, measured int8 peak {peak:.0} G op/s:", kernels::isa(), rayon::current_num_threads());
