@@ -115,6 +115,9 @@ pub(crate) struct PairBlock {
     /// Units ahead of the current one whose weights the kernel prefetches (0: none). Set
     /// when all tokens are one block, so each weight line is read once, by one pass.
     pub prefetch_units: usize,
+    /// Added to each panel's address to prefetch from: 0, or for a pair's last units
+    /// the distance that lands the prefetches on the next pair's first units.
+    pub prefetch_shift: usize,
 }
 
 thread_local! {
@@ -236,7 +239,7 @@ pub fn gemm_at_level(
                     for (b, tok0) in (0..t).step_by(nt).enumerate() {
                         next.prefetch(b);
                         let [qs, d, corr, sums] = per_block.map(|per| per * b);
-                        let block = PairBlock {
+                        let mut block = PairBlock {
                             ty: w.ty,
                             panel0: w.panel(2 * pair).as_ptr(),
                             panel_bytes: w.panel_bytes(),
@@ -249,20 +252,29 @@ pub fn gemm_at_level(
                             sums: panels.sums[sums..].as_ptr(),
                             stride: nt,
                             prefetch_units: if blocks == 1 { PREFETCH_UNITS_AHEAD } else { 0 },
+                            prefetch_shift: 0,
                         };
-                        // Safety: `simd` means the CPU has the level's features (AVX-512
-                        // VNNI, or AVX2/FMA/F16C for the other x86 levels); the block points
-                        // into `w`'s two panels and into token block b of the activation
-                        // panels, all alive for this call; `tile` holds t x 32 values and
-                        // rows tok0..tok0 + nt.min(t - tok0) are this block's.
-                        unsafe {
-                            let (n, tile) = (nt.min(t - tok0), tile[tok0 * PAIR_ROWS..].as_mut_ptr());
-                            if level == Isa::Avx512Vnni {
-                                super::x86_avx512_gemm::pair_block(&block, n, tile)
-                            } else {
-                                super::x86_avx2_gemm::pair_block(&block, n, tile)
+                        // The last units of a pair prefetch the next pair's first ones (the
+                        // pair this thread usually runs next), so that it does not start
+                        // cold: a second call, shifted past this pair's two panels.
+                        let tail = match level {
+                            Isa::Avx512Vnni if block.prefetch_units > 0 && 2 * pair + 2 < w.panels() => {
+                                super::x86_avx512_gemm::prefetch_tail_units(w.ty, block.prefetch_units).min(u1 - u0)
                             }
+                            _ => 0,
                         };
+                        let next_pair_shift = 2 * block.panel_bytes - block.weights_len;
+                        for (a, z, shift) in [(u0, u1 - tail, 0), (u1 - tail, u1, next_pair_shift)] {
+                            if a == z {
+                                continue;
+                            }
+                            (block.u0, block.u1, block.prefetch_shift) = (a, z, shift);
+                            // Safety: `simd` means the CPU has the level's features; the block
+                            // points into `w`'s two panels and into token block b of the
+                            // activation panels, all alive for this call; `tile` holds t x 32
+                            // values and rows tok0..tok0 + nt.min(t - tok0) are this block's.
+                            unsafe { pair_block_at_level(level, &block, nt.min(t - tok0), tile[tok0 * PAIR_ROWS..].as_mut_ptr()) };
+                        }
                     }
                 } else {
                     pair_block_ref(w, pair, u0..u1, acts, t, &mut tile);
@@ -278,6 +290,20 @@ pub fn gemm_at_level(
             out.write(&mut tile);
         });
     });
+}
+
+/// Runs the packed microkernel of `level` on one pair and token block.
+///
+/// # Safety
+/// The CPU must have the level's features (AVX-512 VNNI, or AVX2/FMA/F16C for the other
+/// x86 levels) and `block`, `nt` and `tile` must be as the kernels' `pair_block` require.
+#[cfg(target_arch = "x86_64")]
+unsafe fn pair_block_at_level(level: Isa, block: &PairBlock, nt: usize, tile: *mut f32) {
+    if level == Isa::Avx512Vnni {
+        super::x86_avx512_gemm::pair_block(block, nt, tile)
+    } else {
+        super::x86_avx2_gemm::pair_block(block, nt, tile)
+    }
 }
 
 /// The weight bytes a pair reads after its current chunk (its next chunk, or the next

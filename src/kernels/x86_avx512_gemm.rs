@@ -21,6 +21,15 @@ fn pair_max_tokens(ty: GgmlType) -> usize {
     }
 }
 
+/// The last units of a panel whose prefetches (`prefetch_units` ahead) fall past its
+/// weights: Q4_K prefetches in steps of one 256-byte sub-block, 8 to a unit.
+pub(crate) fn prefetch_tail_units(ty: GgmlType, prefetch_units: usize) -> usize {
+    match ty {
+        GgmlType::Q4K => prefetch_units.div_ceil(8),
+        _ => prefetch_units,
+    }
+}
+
 /// Batches of up to this many tokens run as one block (see [`pair_block`]).
 pub(crate) const SINGLE_PANEL_MAX_TOKENS: usize = 8;
 
@@ -165,7 +174,7 @@ unsafe fn block32<const MP: usize, const NT: usize, W: BlockWeights>(b: &PairBlo
     for u in b.u0..b.u1 {
         if b.prefetch_units > 0 {
             for p in w {
-                prefetch_lines::<_MM_HINT_T0>(p.wrapping_add(W::UNIT_BYTES * (u + b.prefetch_units)), W::UNIT_BYTES);
+                prefetch_lines::<_MM_HINT_T0>(p.wrapping_add(b.prefetch_shift + W::UNIT_BYTES * (u + b.prefetch_units)), W::UNIT_BYTES);
             }
         }
         let mut ai: [[__m512i; NT]; MP] = [[_mm512_setzero_si512(); NT]; MP];
@@ -228,7 +237,7 @@ unsafe fn q4_k_block<const MP: usize, const NT: usize>(b: &PairBlock, m0: usize,
                 // The same distance in bytes as Q4_0's, a quarter unit at a time: a whole
                 // 2 KiB unit at once is a burst that stalls the loads of this one.
                 for p in w {
-                    prefetch_lines::<_MM_HINT_T0>(p.wrapping_add(2048 * u + 256 * (j + b.prefetch_units)), 256);
+                    prefetch_lines::<_MM_HINT_T0>(p.wrapping_add(b.prefetch_shift + 2048 * u + 256 * (j + b.prefetch_units)), 256);
                 }
             }
             let mut ai: [[__m512i; NT]; MP] = [[_mm512_setzero_si512(); NT]; MP];
