@@ -112,8 +112,8 @@ pub(crate) struct PairBlock {
     pub sums: *const f32,
     /// Tokens per block in the panels' layout (the kernel may use fewer).
     pub stride: usize,
-    /// Units ahead of the current one whose weights the kernel prefetches (0: none). Set
-    /// when all tokens are one block, so each weight line is read once, by one pass.
+    /// Units ahead of the current one whose weights the kernel prefetches (0: none; see
+    /// [`prefetch_units`]).
     pub prefetch_units: usize,
     /// Added to each panel's address to prefetch from: 0, or for a pair's last units
     /// the distance that lands the prefetches on the next pair's first units.
@@ -251,17 +251,16 @@ pub fn gemm_at_level(
                             corr: panels.corr[corr..].as_ptr(),
                             sums: panels.sums[sums..].as_ptr(),
                             stride: nt,
-                            prefetch_units: if blocks == 1 { PREFETCH_UNITS_AHEAD } else { 0 },
+                            prefetch_units: prefetch_units(level, b, blocks),
                             prefetch_shift: 0,
                         };
                         // The last units of a pair prefetch the next pair's first ones (the
                         // pair this thread usually runs next), so that it does not start
                         // cold: a second call, shifted past this pair's two panels.
-                        let tail = match level {
-                            Isa::Avx512Vnni if block.prefetch_units > 0 && 2 * pair + 2 < w.panels() => {
-                                super::x86_avx512_gemm::prefetch_tail_units(w.ty, block.prefetch_units).min(u1 - u0)
-                            }
-                            _ => 0,
+                        let tail = if block.prefetch_units > 0 && u1 == units && 2 * pair + 2 < w.panels() {
+                            prefetch_tail_units(w.ty, block.prefetch_units).min(u1 - u0)
+                        } else {
+                            0
                         };
                         let next_pair_shift = 2 * block.panel_bytes - block.weights_len;
                         for (a, z, shift) in [(u0, u1 - tail, 0), (u1 - tail, u1, next_pair_shift)] {
@@ -290,6 +289,31 @@ pub fn gemm_at_level(
             out.write(&mut tile);
         });
     });
+}
+
+/// Units ahead whose weights token block `b` of `blocks` prefetches in its kernel (0:
+/// none), so that one pass reads each weight line from memory and the next lines are on
+/// their way meanwhile: a single block at the AVX-512 VNNI level; at the AVX2 levels,
+/// whose blocks hold 4 tokens, the first of up to 4 (Xeon, 1 thread: -3..-4 % at 8
+/// and 16 tokens, none at 24). Many blocks prefetch the next chunk instead
+/// ([`NextWeights`]).
+#[cfg(target_arch = "x86_64")]
+fn prefetch_units(level: Isa, b: usize, blocks: usize) -> usize {
+    match level {
+        Isa::Avx512Vnni if blocks == 1 => PREFETCH_UNITS_AHEAD,
+        Isa::Avx2 | Isa::Avx512 if b == 0 && blocks <= 4 => PREFETCH_UNITS_AHEAD,
+        _ => 0,
+    }
+}
+
+/// The last units of a panel whose kernel prefetches (`prefetch_units` ahead) fall past
+/// its weights: the Q4_K kernels prefetch in steps of one 256-byte sub-block, 8 to a unit.
+#[cfg(target_arch = "x86_64")]
+fn prefetch_tail_units(ty: GgmlType, prefetch_units: usize) -> usize {
+    match ty {
+        GgmlType::Q4K => prefetch_units.div_ceil(8),
+        _ => prefetch_units,
+    }
 }
 
 /// Runs the packed microkernel of `level` on one pair and token block.

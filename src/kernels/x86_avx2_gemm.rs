@@ -15,6 +15,7 @@
 
 use super::gemm::PairBlock;
 use super::packed::PANEL_ROWS;
+use super::prefetch_lines;
 use crate::quant::GgmlType;
 use std::arch::x86_64::*;
 
@@ -35,19 +36,21 @@ pub(crate) unsafe fn pair_block(b: &PairBlock, nt: usize, tile: *mut f32) {
         let panel = b.panel0.add(b.panel_bytes * (group / 2));
         let half = 32 * (group % 2);
         let tile = tile.add(8 * group);
+        // The first of a panel's two groups reads its lines from memory: it prefetches.
+        let prefetch = group % 2 == 0 && b.prefetch_units > 0;
         match (b.ty, nt) {
-            (GgmlType::Q8_0, 1) => q8_0_rows::<1>(b, panel, half, tile),
-            (GgmlType::Q8_0, 2) => q8_0_rows::<2>(b, panel, half, tile),
-            (GgmlType::Q8_0, 3) => q8_0_rows::<3>(b, panel, half, tile),
-            (GgmlType::Q8_0, 4) => q8_0_rows::<4>(b, panel, half, tile),
-            (GgmlType::Q4_0, 1) => q4_0_rows::<1>(b, panel, half, tile),
-            (GgmlType::Q4_0, 2) => q4_0_rows::<2>(b, panel, half, tile),
-            (GgmlType::Q4_0, 3) => q4_0_rows::<3>(b, panel, half, tile),
-            (GgmlType::Q4_0, 4) => q4_0_rows::<4>(b, panel, half, tile),
-            (GgmlType::Q4K, 1) => q4_k_rows::<1>(b, panel, half, tile),
-            (GgmlType::Q4K, 2) => q4_k_rows::<2>(b, panel, half, tile),
-            (GgmlType::Q4K, 3) => q4_k_rows::<3>(b, panel, half, tile),
-            (GgmlType::Q4K, 4) => q4_k_rows::<4>(b, panel, half, tile),
+            (GgmlType::Q8_0, 1) => q8_0_rows::<1>(b, panel, half, prefetch, tile),
+            (GgmlType::Q8_0, 2) => q8_0_rows::<2>(b, panel, half, prefetch, tile),
+            (GgmlType::Q8_0, 3) => q8_0_rows::<3>(b, panel, half, prefetch, tile),
+            (GgmlType::Q8_0, 4) => q8_0_rows::<4>(b, panel, half, prefetch, tile),
+            (GgmlType::Q4_0, 1) => q4_0_rows::<1>(b, panel, half, prefetch, tile),
+            (GgmlType::Q4_0, 2) => q4_0_rows::<2>(b, panel, half, prefetch, tile),
+            (GgmlType::Q4_0, 3) => q4_0_rows::<3>(b, panel, half, prefetch, tile),
+            (GgmlType::Q4_0, 4) => q4_0_rows::<4>(b, panel, half, prefetch, tile),
+            (GgmlType::Q4K, 1) => q4_k_rows::<1>(b, panel, half, prefetch, tile),
+            (GgmlType::Q4K, 2) => q4_k_rows::<2>(b, panel, half, prefetch, tile),
+            (GgmlType::Q4K, 3) => q4_k_rows::<3>(b, panel, half, prefetch, tile),
+            (GgmlType::Q4K, 4) => q4_k_rows::<4>(b, panel, half, prefetch, tile),
             (ty, n) => unreachable!("AVX2 packed kernel for {ty} x {n} tokens"),
         }
     }
@@ -73,11 +76,14 @@ unsafe fn scales8(p: *const u8) -> __m256 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0_rows<const NT: usize>(b: &PairBlock, panel: *const u8, half: usize, tile: *mut f32) {
+unsafe fn q8_0_rows<const NT: usize>(b: &PairBlock, panel: *const u8, half: usize, prefetch: bool, tile: *mut f32) {
     let st = b.stride;
     let mut acc: [__m256; NT] = std::array::from_fn(|n| _mm256_loadu_ps(tile_at(tile, n)));
     let flip = _mm256_set1_epi8(-128);
     for u in b.u0..b.u1 {
+        if prefetch {
+            prefetch_lines::<_MM_HINT_T0>(panel.wrapping_add(b.prefetch_shift + 512 * (u + b.prefetch_units)), 512);
+        }
         let mut ai = [_mm256_setzero_si256(); NT];
         for k in 0..8 {
             // Back to signed, then |w| (<= 128, unsigned) with sign(x, w) on the activation.
@@ -101,10 +107,13 @@ unsafe fn q8_0_rows<const NT: usize>(b: &PairBlock, panel: *const u8, half: usiz
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_0_rows<const NT: usize>(b: &PairBlock, panel: *const u8, half: usize, tile: *mut f32) {
+unsafe fn q4_0_rows<const NT: usize>(b: &PairBlock, panel: *const u8, half: usize, prefetch: bool, tile: *mut f32) {
     let st = b.stride;
     let mut acc: [__m256; NT] = std::array::from_fn(|n| _mm256_loadu_ps(tile_at(tile, n)));
     for u in b.u0..b.u1 {
+        if prefetch {
+            prefetch_lines::<_MM_HINT_T0>(panel.wrapping_add(b.prefetch_shift + 256 * (u + b.prefetch_units)), 256);
+        }
         let mut sum16 = [_mm256_setzero_si256(); NT];
         for k in 0..8 {
             let w = nibbles(panel.add(256 * u + 64 * (k % 4) + half), k >= 4);
@@ -129,7 +138,7 @@ unsafe fn q4_0_rows<const NT: usize>(b: &PairBlock, panel: *const u8, half: usiz
 /// Q4_K in the reference's order, as the AVX-512 kernel: per super-block
 /// `xd (d sum_j sc_j dot_j - dmin sum_j m_j sum(x_j))`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k_rows<const NT: usize>(b: &PairBlock, panel: *const u8, half: usize, tile: *mut f32) {
+unsafe fn q4_k_rows<const NT: usize>(b: &PairBlock, panel: *const u8, half: usize, prefetch: bool, tile: *mut f32) {
     let st = b.stride;
     let rows8 = |p: *const u8| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p.cast())));
     for u in b.u0..b.u1 {
@@ -137,6 +146,10 @@ unsafe fn q4_k_rows<const NT: usize>(b: &PairBlock, panel: *const u8, half: usiz
         let mut scaled = [_mm256_setzero_ps(); NT];
         let mut mins = [_mm256_setzero_ps(); NT];
         for j in 0..8 {
+            if prefetch {
+                // A quarter unit at a time, as the AVX-512 kernel.
+                prefetch_lines::<_MM_HINT_T0>(panel.wrapping_add(b.prefetch_shift + 2048 * u + 256 * (j + b.prefetch_units)), 256);
+            }
             let mut sum16 = [_mm256_setzero_si256(); NT];
             for k in 0..8 {
                 let w = nibbles(panel.add(2048 * u + 512 * (j / 2) + 64 * k + half), j % 2 == 1);

@@ -21,15 +21,6 @@ fn pair_max_tokens(ty: GgmlType) -> usize {
     }
 }
 
-/// The last units of a panel whose prefetches (`prefetch_units` ahead) fall past its
-/// weights: Q4_K prefetches in steps of one 256-byte sub-block, 8 to a unit.
-pub(crate) fn prefetch_tail_units(ty: GgmlType, prefetch_units: usize) -> usize {
-    match ty {
-        GgmlType::Q4K => prefetch_units.div_ceil(8),
-        _ => prefetch_units,
-    }
-}
-
 /// Batches of up to this many tokens run as one block (see [`pair_block`]).
 pub(crate) const SINGLE_PANEL_MAX_TOKENS: usize = 8;
 
