@@ -86,7 +86,11 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!(
             "model loaded in {load_ms:.0} ms ({}; weights {})",
             xlmr::kernels::isa().name(),
-            if model.is_packed() { "packed for the GEMM kernels" } else { "used in place from the memory map" }
+            match (model.is_packed(), model.is_packed_from_cache()) {
+                (true, true) => "packed, mapped from the packed-weights cache",
+                (true, false) => "packed for the GEMM kernels",
+                (false, _) => "used in place from the memory map",
+            }
         );
     }
     let limits = args.profile.then(|| {
@@ -119,7 +123,7 @@ pub fn run(args: Args) -> Result<()> {
             "tokens": t, "batch": args.batch, "median_ms": median, "min_ms": times[0],
             "ms_per_layer": median / model.config.layers as f64,
             "tokens_per_s": t as f64 * 1e3 / median, "peak_rss_bytes": peak_rss_bytes(), "threads": threads,
-            "load_ms": load_ms, "packed": model.is_packed(),
+            "load_ms": load_ms, "packed": model.is_packed(), "packed_from_cache": model.is_packed_from_cache(),
         });
         if let Some((peak, bw)) = limits {
             let table = profile_table(&profiles, model.config.layers * args.batch, peak, bw);

@@ -320,6 +320,11 @@ impl GgufFile {
         &self.map[start..start + t.size]
     }
 
+    /// The header: everything before the tensor data (metadata and tensor infos).
+    pub fn header_bytes(&self) -> &[u8] {
+        &self.map[..self.data_offset.min(self.map.len())]
+    }
+
     /// Total bytes of the file.
     pub fn file_size(&self) -> usize {
         self.map.len()

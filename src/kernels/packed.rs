@@ -46,14 +46,22 @@ pub(crate) fn unit_layout(ty: GgmlType) -> Option<UnitLayout> {
     }
 }
 
-/// A weight matrix `[rows, cols]` in panel layout, in its own page-aligned memory.
+/// A weight matrix `[rows, cols]` in panel layout, in its own page-aligned memory or in a
+/// read-only mapping of a file that holds it (the packed-weights cache).
 pub struct PackedMatrix {
     pub ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
     layout: UnitLayout,
     panels: usize,
-    buf: memmap2::MmapMut,
+    store: PanelStore,
+}
+
+enum PanelStore {
+    /// Packed at load, in anonymous memory.
+    Owned(memmap2::MmapMut),
+    /// `map[range]`, shared by the matrices of one file.
+    Mapped(std::sync::Arc<memmap2::Mmap>, std::ops::Range<usize>),
 }
 
 impl std::fmt::Debug for PackedMatrix {
@@ -75,7 +83,7 @@ impl PackedMatrix {
         let layout = unit_layout(ty)?;
         let rows: usize = parts.iter().map(|p| p.rows).sum();
         let panels = rows.div_ceil(PAIR_ROWS) * 2;
-        let panel_bytes = cols / layout.cols * (layout.weight_bytes + layout.scale_bytes);
+        let panel_bytes = Self::panel_bytes_of(layout, cols);
         let mut buf = match memmap2::MmapMut::map_anon((panels * panel_bytes).max(1)) {
             Ok(b) => b,
             Err(e) => return Some(Err(e)),
@@ -106,7 +114,45 @@ impl PackedMatrix {
             let src: [&[u8]; PANEL_ROWS] = std::array::from_fn(|r| row_of(panel * PANEL_ROWS + r).map_or(zero_row, |(m, row)| m.row_bytes(row)));
             pack_panel(ty, cols, &src, dst);
         });
-        Some(Ok(PackedMatrix { ty, rows, cols, layout, panels, buf }))
+        Some(Ok(PackedMatrix { ty, rows, cols, layout, panels, store: PanelStore::Owned(buf) }))
+    }
+
+    /// The packed bytes of a `[rows, cols]` matrix of type `ty`, if the type has a packed
+    /// layout and `cols` is a whole number of its units.
+    pub fn packed_len(ty: GgmlType, rows: usize, cols: usize) -> Option<usize> {
+        let layout = unit_layout(ty)?;
+        if cols == 0 || !cols.is_multiple_of(layout.cols) {
+            return None;
+        }
+        rows.div_ceil(PAIR_ROWS).checked_mul(2)?.checked_mul(Self::panel_bytes_of(layout, cols))
+    }
+
+    /// A matrix already packed, at `map[range]` (as [`Self::bytes`] gave it). `None` if the
+    /// range does not hold exactly [`Self::packed_len`] bytes inside the map.
+    pub fn from_mapped(ty: GgmlType, rows: usize, cols: usize, map: std::sync::Arc<memmap2::Mmap>, range: std::ops::Range<usize>) -> Option<Self> {
+        let len = Self::packed_len(ty, rows, cols)?;
+        if range.end > map.len() || range.end.checked_sub(range.start) != Some(len) {
+            return None;
+        }
+        let layout = unit_layout(ty)?;
+        Some(PackedMatrix { ty, rows, cols, layout, panels: rows.div_ceil(PAIR_ROWS) * 2, store: PanelStore::Mapped(map, range) })
+    }
+
+    /// Whether the panels are read from a file mapping (see [`Self::from_mapped`]).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.store, PanelStore::Mapped(..))
+    }
+
+    /// All panels, one after another: what [`Self::from_mapped`] reads back.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.store {
+            PanelStore::Owned(buf) => &buf[..self.panels * self.panel_bytes()],
+            PanelStore::Mapped(map, range) => &map[range.clone()],
+        }
+    }
+
+    fn panel_bytes_of(layout: UnitLayout, cols: usize) -> usize {
+        cols / layout.cols * (layout.weight_bytes + layout.scale_bytes)
     }
 
     pub(crate) fn layout(&self) -> UnitLayout {
@@ -119,17 +165,17 @@ impl PackedMatrix {
     }
 
     pub fn panel_bytes(&self) -> usize {
-        self.cols / self.layout.cols * (self.layout.weight_bytes + self.layout.scale_bytes)
+        Self::panel_bytes_of(self.layout, self.cols)
     }
 
     /// Bytes of the packed weights (what one matmul streams).
-    pub fn bytes(&self) -> usize {
+    pub fn len_bytes(&self) -> usize {
         self.panels * self.panel_bytes()
     }
 
     pub fn panel(&self, p: usize) -> &[u8] {
         let n = self.panel_bytes();
-        &self.buf[p * n..(p + 1) * n]
+        &self.bytes()[p * n..(p + 1) * n]
     }
 }
 

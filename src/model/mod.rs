@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod encoder;
+pub mod pack_cache;
 pub mod packed;
 pub mod profile;
 pub mod weights;
@@ -17,7 +18,7 @@ use config::ModelConfig;
 use encoder::{forward, mlm_logits, Batch, Scratch};
 use packed::PackedWeights;
 use profile::Profile;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use weights::Weights;
 
 /// Inputs run together in one forward pass (after sorting by length).
@@ -63,9 +64,29 @@ pub enum Pooling {
     None,
 }
 
+/// How [`Model::load_with`] loads a model.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Directory of the packed-weights cache ([`pack_cache`]); `None`: pack at every load.
+    pub pack_cache: Option<PathBuf>,
+}
+
+impl LoadOptions {
+    /// Options from the environment: `XLMR_PACK_CACHE` names the cache directory.
+    pub fn from_env() -> Self {
+        LoadOptions { pack_cache: pack_cache::dir_from_env() }
+    }
+}
+
 impl Model {
-    /// Opens and validates a GGUF file written by `xlmr convert`.
+    /// Opens and validates a GGUF file written by `xlmr convert`, with the options in the
+    /// environment ([`LoadOptions::from_env`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::load_with(path, &LoadOptions::from_env())
+    }
+
+    /// [`Self::load`] with explicit options.
+    pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
         let file = GgufFile::open(path)?;
         let config = ModelConfig::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_json(file.get_str(keys::TOKENIZER_HF_JSON)?, config.max_tokens)?;
@@ -79,7 +100,7 @@ impl Model {
         if let Some(cfg) = &comet {
             CometHead::load(&file, config.hidden, cfg)?;
         }
-        let packed = PackedWeights::build(&file, &weights)?;
+        let packed = PackedWeights::build(&file, &weights, options.pack_cache.as_deref())?;
         drop(weights);
         Ok(Model { file, config, tokenizer, batch_size: DEFAULT_BATCH, head, comet, packed, scratch_pool: Default::default() })
     }
@@ -87,6 +108,11 @@ impl Model {
     /// Whether the encoder's weights were packed at load (see [`packed`]).
     pub fn is_packed(&self) -> bool {
         self.packed.is_some()
+    }
+
+    /// Whether the packed weights are mapped from the packed-weights cache ([`pack_cache`]).
+    pub fn is_packed_from_cache(&self) -> bool {
+        self.packed.as_ref().is_some_and(|p| p.from_cache)
     }
 
     pub fn weights(&self) -> Weights<'_> {
