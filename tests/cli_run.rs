@@ -50,6 +50,24 @@ fn fill_mask_json_matches_library() {
     }
 }
 
+/// `--verbose` reports load and compute times on stderr, one line, and leaves stdout as it was.
+#[test]
+fn verbose_reports_load_and_compute_separately() {
+    let (ok, out, err) = run(&["--task", "embed", "--json", "--verbose", "one", "two words"], None);
+    assert!(ok, "{err}");
+    let (_, quiet_out, quiet_err) = run(&["--task", "embed", "--json", "one", "two words"], None);
+    assert_eq!(out, quiet_out, "stdout does not change");
+    assert!(quiet_err.is_empty(), "nothing on stderr without --verbose: {quiet_err}");
+    let line = err.trim_end();
+    assert_eq!(line.lines().count(), 1, "{err}");
+    let ms = |label: &str| -> f64 {
+        let rest = line.split(label).nth(1).unwrap_or_else(|| panic!("no {label:?} in {line}"));
+        rest.trim_start().split(" ms").next().unwrap().parse().unwrap_or_else(|_| panic!("no time after {label:?} in {line}"))
+    };
+    assert!(ms("load") >= 0.0 && ms("compute") >= 0.0);
+    assert!(line.contains("(2 inputs,"), "{line}");
+}
+
 #[test]
 fn embed_json_shapes_and_normalize() {
     let v = json(&["--task", "embed", "--json", "--normalize", "--pooling", "cls", "one", "two words"], None);

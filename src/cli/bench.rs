@@ -86,11 +86,7 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!(
             "model loaded in {load_ms:.0} ms ({}; weights {})",
             xlmr::kernels::isa().name(),
-            match (model.is_packed(), model.is_packed_from_cache()) {
-                (true, true) => "packed, mapped from the packed-weights cache",
-                (true, false) => "packed for the GEMM kernels",
-                (false, _) => "used in place from the memory map",
-            }
+            model.weights_mode()
         );
     }
     let limits = args.profile.then(|| {

@@ -101,6 +101,9 @@ pub struct Args {
     /// Inputs per forward pass
     #[arg(long, default_value_t = xlmr::model::DEFAULT_BATCH)]
     pub batch_size: usize,
+    /// Print the load time and the compute time (separately) on stderr
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// Inputs from the command line, a file or stdin; a non-UTF-8 input is an error.
@@ -139,7 +142,9 @@ fn preview(v: &[f32]) -> String {
 
 pub fn run(args: Args) -> Result<()> {
     let inputs = if args.question.is_some() { Vec::new() } else { read_inputs(&args)? };
+    let start = std::time::Instant::now();
     let mut model = Model::load(&args.model)?;
+    let load = start.elapsed();
     model.batch_size = args.batch_size.max(1);
     let pool = {
         let mut b = rayon::ThreadPoolBuilder::new();
@@ -151,17 +156,34 @@ pub fn run(args: Args) -> Result<()> {
         }
         b.build().map_err(|e| Error::Input(format!("cannot start threads: {e}")))?
     };
-    pool.install(|| match args.task {
-        Task::Classify => heads::classify(&model, &args, &inputs),
-        Task::TokenClassify => heads::token_classify(&model, &args, &inputs),
-        Task::Qa => heads::answer(&model, &args, &inputs),
-        Task::MultipleChoice => heads::multiple_choice(&model, &args, &inputs),
+    let start = std::time::Instant::now();
+    let threads = pool.current_num_threads();
+    let result = pool.install(|| run_task(&model, &args, &inputs));
+    if args.verbose && result.is_ok() {
+        eprintln!(
+            "xlmr: load {:.0} ms (weights {}), compute {:.0} ms ({} inputs, {threads} threads)",
+            load.as_secs_f64() * 1e3,
+            model.weights_mode(),
+            start.elapsed().as_secs_f64() * 1e3,
+            inputs.len().max(1),
+        );
+    }
+    result
+}
+
+/// Runs the task on every input and prints the results.
+fn run_task(model: &Model, args: &Args, inputs: &[String]) -> Result<()> {
+    match args.task {
+        Task::Classify => heads::classify(model, args, inputs),
+        Task::TokenClassify => heads::token_classify(model, args, inputs),
+        Task::Qa => heads::answer(model, args, inputs),
+        Task::MultipleChoice => heads::multiple_choice(model, args, inputs),
         Task::FillMask => {
             let top_k = match args.top_k.as_deref() {
                 None => 5,
                 Some(s) => s.parse::<usize>().ok().filter(|&k| k > 0).ok_or_else(|| Error::Input(format!("--top-k {s:?}: give a number of predictions, at least 1")))?,
             };
-            let res = model.fill_mask(&inputs, top_k, args.truncate)?;
+            let res = model.fill_mask(inputs, top_k, args.truncate)?;
             if args.json {
                 super::emit(&format!("{}\n", serde_json::to_string(&res).expect("serializable")))?;
             } else {
@@ -185,7 +207,7 @@ pub fn run(args: Args) -> Result<()> {
                 PoolingArg::Mean => Pooling::Mean,
                 PoolingArg::None => Pooling::None,
             };
-            let res = model.embed(&inputs, pooling, args.normalize, args.truncate)?;
+            let res = model.embed(inputs, pooling, args.normalize, args.truncate)?;
             if args.json {
                 let vectors: Vec<serde_json::Value> = res
                     .iter()
@@ -206,7 +228,7 @@ pub fn run(args: Args) -> Result<()> {
             Ok(())
         }
         Task::HiddenStates => {
-            let res = model.hidden_states(&inputs, args.layers.as_deref(), args.truncate)?;
+            let res = model.hidden_states(inputs, args.layers.as_deref(), args.truncate)?;
             if args.json {
                 super::emit(&format!("{}\n", serde_json::to_string(&res).expect("serializable")))?;
             } else {
@@ -223,5 +245,5 @@ pub fn run(args: Args) -> Result<()> {
             }
             Ok(())
         }
-    })
+    }
 }

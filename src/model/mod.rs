@@ -110,6 +110,16 @@ impl Model {
         self.packed.is_some()
     }
 
+    /// How the encoder's weights are held, for logs: packed at load, mapped from the
+    /// packed-weights cache, or used in place from the GGUF mapping.
+    pub fn weights_mode(&self) -> &'static str {
+        match &self.packed {
+            Some(p) if p.from_cache => "packed, mapped from the packed-weights cache",
+            Some(_) => "packed for the GEMM kernels",
+            None => "used in place from the memory map",
+        }
+    }
+
     /// Whether the packed weights are mapped from the packed-weights cache ([`pack_cache`]).
     pub fn is_packed_from_cache(&self) -> bool {
         self.packed.as_ref().is_some_and(|p| p.from_cache)
