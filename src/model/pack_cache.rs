@@ -120,7 +120,7 @@ impl CacheFile {
 }
 
 /// The byte range of each matrix, if `map` is a cache file with key `key` holding
-/// exactly `shapes`, every range inside the file.
+/// exactly `shapes`, the ranges in order after the header, inside the file and disjoint.
 fn parse(map: &[u8], key: u64, shapes: &[Shape]) -> Option<Vec<Range<usize>>> {
     let u32_at = |o: usize| Some(u32::from_le_bytes(map.get(o..o + 4)?.try_into().ok()?));
     let u64_at = |o: usize| Some(u64::from_le_bytes(map.get(o..o + 8)?.try_into().ok()?));
@@ -129,15 +129,18 @@ fn parse(map: &[u8], key: u64, shapes: &[Shape]) -> Option<Vec<Range<usize>>> {
         return None;
     }
     let mut ranges = Vec::with_capacity(shapes.len());
+    // Matrices follow the header and each other, without overlapping.
+    let mut free_from = HEADER_BYTES + ENTRY_BYTES * shapes.len();
     for (i, s) in shapes.iter().enumerate() {
         let e = HEADER_BYTES + ENTRY_BYTES * i;
         let (ty, rows, cols, offset, len) = (u32_at(e)?, usize_at(e + 8)?, usize_at(e + 16)?, usize_at(e + 24)?, usize_at(e + 32)?);
         let end = offset.checked_add(len)?;
         let fits = ty == s.ty as u32 && rows == s.rows && cols == s.cols && Some(len) == PackedMatrix::packed_len(s.ty, rows, cols);
-        if !fits || !offset.is_multiple_of(DATA_ALIGN) || end > map.len() {
+        if !fits || !offset.is_multiple_of(DATA_ALIGN) || offset < free_from || end > map.len() {
             return None;
         }
         ranges.push(offset..end);
+        free_from = end;
     }
     Some(ranges)
 }
@@ -207,6 +210,17 @@ mod tests {
         }
         for cut in 0..HEADER_BYTES + 2 * ENTRY_BYTES {
             assert!(parse(&f[..cut], 7, &shapes()).is_none(), "cut at {cut}");
+        }
+        // Any header byte set to any of these values: refused, or (a reserved field) the
+        // same ranges, each inside the file and of the matrix's packed length.
+        for at in 0..HEADER_BYTES + 2 * ENTRY_BYTES {
+            for value in [0x00, 0x01, 0x7F, 0x80, 0xFF, f[at] ^ 0x10] {
+                let mut bad = f.clone();
+                bad[at] = value;
+                if let Some(r) = parse(&bad, 7, &shapes()) {
+                    assert_eq!(r, ranges, "byte {at} = {value:#x} accepted with other ranges");
+                }
+            }
         }
     }
 }
