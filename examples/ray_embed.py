@@ -12,7 +12,9 @@ Input: Parquet files or folders (`ray.data.read_parquet`), or JSON-lines files e
 any Parquet reader understands). Inputs longer than the model's maximum are cut unless
 `--no-truncate`. By default each actor repacks the encoder's matrices into a private copy
 (fastest); with `--share-weights` every actor on a node uses the one mapped copy in the page
-cache (less memory per actor, slower matmuls; see README "Scale-out"). On a cluster, pass
+cache (less memory per actor, slower matmuls; see README "Scale-out"); with `--pack-cache DIR`
+the first actor on a node writes the packed matrices to a file in DIR and every actor maps it:
+packed speed and one shared copy (README "Performance", `XLMR_PACK_CACHE`). On a cluster, pass
 `--address auto` and put the GGUF file on every node (or a shared file system).
 """
 
@@ -29,7 +31,7 @@ class XlmrEmbedder:
     The model is loaded once per actor; each batch (a pyarrow Table) gets an `embedding`
     column."""
 
-    def __init__(self, model_path, n_threads=None, text_column="text", pooling="mean", normalize=False, truncate=True, batch_size=8, share_weights=False):
+    def __init__(self, model_path, n_threads=None, text_column="text", pooling="mean", normalize=False, truncate=True, batch_size=8, share_weights=False, pack_cache=None):
         import os
 
         import xlmr
@@ -38,6 +40,9 @@ class XlmrEmbedder:
             # Use the encoder's weights in place from the shared map instead of repacking
             # a private copy per actor: less memory per actor, slower matmuls (README).
             os.environ["XLMR_PACK"] = "0"
+        if pack_cache:
+            # Map the packed weights from a cache file shared by the node's actors.
+            os.environ["XLMR_PACK_CACHE"] = pack_cache
         self.model = xlmr.Model(model_path, n_threads=n_threads)
         self.text_column = text_column
         self.options = dict(pooling=pooling, normalize=normalize, truncate=truncate, batch_size=batch_size)
@@ -84,6 +89,7 @@ def main():
     p.add_argument("--pooling", choices=["mean", "cls"], default="mean")
     p.add_argument("--normalize", action="store_true", help="unit-length vectors")
     p.add_argument("--share-weights", action="store_true", help="actors use the weights in place from the shared file map (less memory per actor, slower; README \"Scale-out\")")
+    p.add_argument("--pack-cache", default=None, metavar="DIR", help="actors map the packed weights from a cache file in DIR (written by the first): packed speed, one shared copy per node")
     p.add_argument("--no-truncate", action="store_true", help="fail on inputs longer than the model's maximum")
     p.add_argument("--address", default=None, help="Ray cluster address (`auto` on a cluster node); default: a local Ray")
     args = p.parse_args()
@@ -105,6 +111,7 @@ def main():
         truncate=not args.no_truncate,
         batch_size=args.batch_size,
         share_weights=args.share_weights,
+        pack_cache=args.pack_cache,
     )
     ds.write_parquet(args.output)
     elapsed = time.perf_counter() - started

@@ -103,7 +103,7 @@ def memory_with_ray(model_path, n):
             self.keep = load_and_embed("xlmr", model_path, texts(8))
             return os.getpid()
 
-    env = {k: os.environ[k] for k in ["XLMR_PACK"] if k in os.environ}
+    env = {k: os.environ[k] for k in ["XLMR_PACK", "XLMR_PACK_CACHE"] if k in os.environ}
     actors = [Worker.options(runtime_env={"env_vars": env}).remote() for _ in range(n)]
     pids = ray.get([a.load.remote() for a in actors])
     time.sleep(1)
@@ -128,6 +128,7 @@ def memory(args):
     if use_ray:
         start_ray()
     label = args.engine + (" packed" if args.engine == "xlmr" and os.environ.get("XLMR_PACK", "1") not in ("0", "false", "no", "off") else "")
+    label += " (pack cache)" if args.engine == "xlmr" and os.environ.get("XLMR_PACK_CACHE") else ""
     label += " (Ray actors)" if use_ray else " (processes)"
     results = []
     for n in args.workers:

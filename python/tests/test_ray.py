@@ -54,7 +54,12 @@ def test_ray_embed_equals_model_embed(local_ray, tiny_q8, tmp_path):
     source.write_text("".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in enumerate(texts)), encoding="utf-8")
 
     # Half a CPU per actor: Ray's read and write tasks get the rest of the 2.
-    ds = example.embed_dataset(example.read_texts(str(source)), tiny_q8, workers=2, threads_per_worker=1, cpus_per_worker=0.5, rows_per_batch=32)
+    # With the packed-weights cache: the two actors start together, both may pack and write
+    # it (each renames a whole file into place), and both must compute the same vectors.
+    cache = tmp_path / "pack-cache"
+    ds = example.embed_dataset(
+        example.read_texts(str(source)), tiny_q8, workers=2, threads_per_worker=1, cpus_per_worker=0.5, rows_per_batch=32, pack_cache=str(cache)
+    )
     ds.write_parquet(str(tmp_path / "out"))
 
     table = pq.read_table(str(tmp_path / "out"))
@@ -66,3 +71,4 @@ def test_ray_embed_equals_model_embed(local_ray, tiny_q8, tmp_path):
     want = xlmr.Model(tiny_q8).embed([texts[i] for i in ids], truncate=True)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert [p.suffix for p in cache.iterdir()] == [".xlmrpack"], "one cache file, no temporary left"
