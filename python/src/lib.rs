@@ -89,8 +89,8 @@ fn f32_bytes<'py, 'a>(py: Python<'py>, values: impl IntoIterator<Item = &'a [f32
 #[pymethods]
 impl XlmrModel {
     #[new]
-    #[pyo3(signature = (path, n_threads=None))]
-    fn new(py: Python<'_>, path: PathBuf, n_threads: Option<usize>) -> PyResult<Self> {
+    #[pyo3(signature = (path, n_threads=None, pack_cache=None))]
+    fn new(py: Python<'_>, path: PathBuf, n_threads: Option<usize>, pack_cache: Option<PathBuf>) -> PyResult<Self> {
         if n_threads == Some(0) {
             return Err(PyValueError::new_err("n_threads must be at least 1 (or None for every core)"));
         }
@@ -99,7 +99,11 @@ impl XlmrModel {
             .build()
             .map_err(|e| PyOSError::new_err(format!("cannot start threads: {e}")))?;
         // Loading a file is a file problem whatever went wrong inside it.
-        let model = py.detach(|| xlmr::Model::load(&path)).map_err(|e| match e {
+        let mut options = xlmr::model::LoadOptions::from_env();
+        if pack_cache.is_some() {
+            options.pack_cache = pack_cache;
+        }
+        let model = py.detach(|| xlmr::Model::load_with(&path, &options)).map_err(|e| match e {
             Error::Io { .. } => to_py(e),
             e => PyOSError::new_err(e.to_string()),
         })?;
@@ -133,6 +137,7 @@ impl XlmrModel {
             "intermediate_size": c.ffn, "vocab_size": c.vocab, "type_vocab_size": c.type_vocab,
             "max_tokens": c.max_tokens, "layer_norm_eps": c.eps, "pad_token_id": c.pad_id, "mask_token_id": c.mask_id,
             "has_mlm_head": c.has_mlm_head, "head": head, "n_threads": loaded.pool.current_num_threads(),
+            "weights": model.weights_mode(),
         });
         Ok(info.to_string())
     }

@@ -28,6 +28,20 @@ def test_info(tiny_q8):
     assert m.get_sentence_embedding_dimension() == config["hidden_size"]
 
 
+def test_pack_cache(tiny_q8, tmp_path):
+    # The first load writes the packed-weights cache, the second maps it; same vectors.
+    plain = xlmr.Model(tiny_q8)
+    if not plain.info["weights"].startswith("packed"):
+        pytest.skip("no packed GEMM kernel on this CPU, so nothing to cache")
+    first = xlmr.Model(tiny_q8, pack_cache=tmp_path)
+    assert first.info["weights"] == "packed for the GEMM kernels"
+    assert [p.suffix for p in tmp_path.iterdir()] == [".xlmrpack"]
+    second = xlmr.Model(tiny_q8, pack_cache=str(tmp_path))
+    assert "packed-weights cache" in second.info["weights"]
+    np.testing.assert_array_equal(second.embed(TEXTS), plain.embed(TEXTS))
+    np.testing.assert_array_equal(first.embed(TEXTS), plain.embed(TEXTS))
+
+
 def test_tokenize_matches_transformers(tiny_q8):
     with open(os.path.join(TINY, "reference", "reference.json"), encoding="utf-8") as f:
         ref = json.load(f)
