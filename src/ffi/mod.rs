@@ -339,6 +339,8 @@ pub extern "C" fn xlmr_model_default_params() -> xlmr_model_params {
 
 /// Loads a GGUF file written by `xlmr convert` and validates every tensor.
 /// On success `*out` is a new model, to be freed with `xlmr_model_free`.
+/// The environment variables of `Model::load` apply: `XLMR_PACK=0` (weights used in
+/// place), `XLMR_PACK_CACHE=DIR` (packed weights mapped from a cache file in DIR).
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string; `out` is NULL or writable.
