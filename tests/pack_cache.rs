@@ -89,13 +89,23 @@ fn damaged_or_stale_cache_is_replaced_not_used() {
         assert!(load(&model, Some(&cache)).is_packed_from_cache(), "{what}: then used");
     }
 
-    // A model file that changed (here only its modification time) gets a new cache file.
+    // A model file that changed (here only its modification time) gets a new cache file,
+    // which replaces the old one; another model's cache file in the same directory stays,
+    // also when that model's file has the same name (in another directory).
+    std::fs::create_dir(tmp.path().join("elsewhere")).unwrap();
+    let other = tmp.path().join("elsewhere").join(model.file_name().unwrap());
+    std::fs::copy(&model, &other).unwrap();
+    drop(load(&other, Some(&cache)));
+    assert_eq!(cache_files(&cache).len(), 2, "one cache file per model");
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
     std::fs::File::options().write(true).open(&model).unwrap().set_modified(later).unwrap();
     let m = load(&model, Some(&cache));
     assert!(!m.is_packed_from_cache(), "a changed model must not use the old cache");
-    assert_eq!(cache_files(&cache).len(), 2, "the changed model has its own cache file");
+    let files = cache_files(&cache);
+    assert_eq!(files.len(), 2, "the old cache file of the changed model is removed: {files:?}");
+    assert!(!files.contains(&file), "the old cache file of the changed model is removed");
     assert!(load(&model, Some(&cache)).is_packed_from_cache());
+    assert!(load(&other, Some(&cache)).is_packed_from_cache(), "the other model's cache stays");
 }
 
 #[test]

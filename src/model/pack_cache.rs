@@ -8,10 +8,13 @@
 //! load the same model share one copy of the packed weights, which packing at load
 //! cannot do.
 //!
-//! A cache file is named after the model file and a key that changes with the model (its
-//! size, modification time and GGUF header) and with the panel layout
-//! ([`LAYOUT_VERSION`]). It is only a cache: a file that is missing, stale, truncated or
-//! malformed in any way is ignored and written again; it never makes a load fail.
+//! A cache file is named after the model file (its name and a hash of its full path) and
+//! a key that changes with the model (its size, modification time and GGUF header) and with
+//! the panel layout ([`LAYOUT_VERSION`]). It is only a cache: a file that is missing,
+//! stale, truncated or malformed in any way is ignored and written again; it never makes a
+//! load fail. Writing a model's new cache file removes its older ones (same path, other
+//! key), so updating a model does not leave gigabytes behind; a process still mapping an
+//! old one keeps it until it exits.
 //!
 //! Layout, little-endian: `XLMRPACK`, u32 layout version, u32 0, u64 key, u64 count, then
 //! per matrix `[u32 type id, u32 0, u64 rows, u64 cols, u64 offset, u64 length]`, then the
@@ -50,6 +53,8 @@ pub struct Shape {
 #[derive(Clone, Debug)]
 pub struct CacheFile {
     pub path: PathBuf,
+    /// The start of the names of this model's cache files, whatever their key.
+    prefix: String,
     key: u64,
 }
 
@@ -64,7 +69,10 @@ impl CacheFile {
         key.write(&mtime.to_le_bytes());
         key.write(file.header_bytes());
         let stem = file.path.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy());
-        Ok(CacheFile { path: dir.join(format!("{stem}-{:016x}.xlmrpack", key.0)), key: key.0 })
+        let mut at = Fnv::new();
+        at.write(std::fs::canonicalize(&file.path)?.as_os_str().as_encoded_bytes());
+        let prefix = format!("{stem}-{:08x}-", at.0 as u32);
+        Ok(CacheFile { path: dir.join(format!("{prefix}{:016x}.xlmrpack", key.0)), prefix, key: key.0 })
     }
 
     /// The matrices of a valid cache file holding exactly `shapes`, in order; `None` if
@@ -115,7 +123,19 @@ impl CacheFile {
         }
         tmp.as_file().sync_all()?;
         tmp.persist(&self.path).map_err(|e| e.error)?;
+        self.remove_older(dir);
         Ok(())
+    }
+
+    /// Removes this model's cache files with other keys (errors ignored: a cache).
+    fn remove_older(&self, dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for path in entries.flatten().map(|e| e.path()) {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if path != self.path && name.starts_with(&self.prefix) && name.ends_with(".xlmrpack") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 }
 
