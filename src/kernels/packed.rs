@@ -46,6 +46,11 @@ pub(crate) fn unit_layout(ty: GgmlType) -> Option<UnitLayout> {
     }
 }
 
+/// Panels of a matrix of `rows` rows: whole pairs (the last one padded).
+fn panels_for(rows: usize) -> usize {
+    rows.div_ceil(PAIR_ROWS) * 2
+}
+
 /// A weight matrix `[rows, cols]` in panel layout, in its own page-aligned memory or in a
 /// read-only mapping of a file that holds it (the packed-weights cache).
 pub struct PackedMatrix {
@@ -82,7 +87,7 @@ impl PackedMatrix {
         }
         let layout = unit_layout(ty)?;
         let rows: usize = parts.iter().map(|p| p.rows).sum();
-        let panels = rows.div_ceil(PAIR_ROWS) * 2;
+        let panels = panels_for(rows);
         let panel_bytes = Self::panel_bytes_of(layout, cols);
         let mut buf = match memmap2::MmapMut::map_anon((panels * panel_bytes).max(1)) {
             Ok(b) => b,
@@ -124,18 +129,17 @@ impl PackedMatrix {
         if cols == 0 || !cols.is_multiple_of(layout.cols) {
             return None;
         }
-        rows.div_ceil(PAIR_ROWS).checked_mul(2)?.checked_mul(Self::panel_bytes_of(layout, cols))
+        panels_for(rows).checked_mul(Self::panel_bytes_of(layout, cols))
     }
 
     /// A matrix already packed, at `map[range]` (as [`Self::bytes`] gave it). `None` if the
     /// range does not hold exactly [`Self::packed_len`] bytes inside the map.
     pub fn from_mapped(ty: GgmlType, rows: usize, cols: usize, map: std::sync::Arc<memmap2::Mmap>, range: std::ops::Range<usize>) -> Option<Self> {
-        let len = Self::packed_len(ty, rows, cols)?;
+        let (layout, len) = (unit_layout(ty)?, Self::packed_len(ty, rows, cols)?);
         if range.end > map.len() || range.end.checked_sub(range.start) != Some(len) {
             return None;
         }
-        let layout = unit_layout(ty)?;
-        Some(PackedMatrix { ty, rows, cols, layout, panels: rows.div_ceil(PAIR_ROWS) * 2, store: PanelStore::Mapped(map, range) })
+        Some(PackedMatrix { ty, rows, cols, layout, panels: panels_for(rows), store: PanelStore::Mapped(map, range) })
     }
 
     /// Whether the panels are read from a file mapping (see [`Self::from_mapped`]).

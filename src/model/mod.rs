@@ -114,7 +114,7 @@ impl Model {
     /// packed-weights cache, or used in place from the GGUF mapping.
     pub fn weights_mode(&self) -> &'static str {
         match &self.packed {
-            Some(p) if p.from_cache => "packed, mapped from the packed-weights cache",
+            Some(p) if p.from_cache() => "packed, mapped from the packed-weights cache",
             Some(_) => "packed for the GEMM kernels",
             None => "used in place from the memory map",
         }
@@ -122,7 +122,7 @@ impl Model {
 
     /// Whether the packed weights are mapped from the packed-weights cache ([`pack_cache`]).
     pub fn is_packed_from_cache(&self) -> bool {
-        self.packed.as_ref().is_some_and(|p| p.from_cache)
+        self.packed.as_ref().is_some_and(PackedWeights::from_cache)
     }
 
     pub fn weights(&self) -> Weights<'_> {

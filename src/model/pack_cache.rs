@@ -80,8 +80,9 @@ impl CacheFile {
     pub fn load(&self, shapes: &[Shape]) -> Option<Vec<PackedMatrix>> {
         let file = std::fs::File::open(&self.path).ok()?;
         // Safety: a read-only map. Cache files are written whole under a temporary name
-        // and renamed into place, never modified in place; a process that replaces one
-        // renames a new file over the name, which leaves this mapping's file intact.
+        // and renamed into place, never modified in place; a process that replaces or
+        // removes one renames a new file over the name or unlinks it, which leaves this
+        // mapping's file intact until it is unmapped.
         let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.ok()?);
         let ranges = parse(&map, self.key, shapes)?;
         ranges.into_iter().zip(shapes).map(|(range, s)| PackedMatrix::from_mapped(s.ty, s.rows, s.cols, map.clone(), range)).collect()

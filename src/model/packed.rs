@@ -29,8 +29,6 @@ pub struct PackedLayer {
 
 pub struct PackedWeights {
     pub layers: Vec<PackedLayer>,
-    /// Whether the matrices are mapped from the packed-weights cache ([`super::pack_cache`]).
-    pub from_cache: bool,
 }
 
 /// Whether packing is wanted: on unless `XLMR_PACK` is `0`, `false`, `no` or `off`.
@@ -67,7 +65,7 @@ impl PackedWeights {
         };
         let cache = cache_dir.and_then(|dir| CacheFile::for_model(dir, file).ok());
         if let Some(matrices) = cache.as_ref().and_then(|c| c.load(&shapes)) {
-            return Ok(Some(Self::assemble(w, matrices, true)));
+            return Ok(Some(Self::assemble(w, matrices)));
         }
         let pack = |parts: &[&QMatrix]| -> Result<PackedMatrix> {
             match PackedMatrix::pack(parts) {
@@ -94,11 +92,11 @@ impl PackedWeights {
                 eprintln!("xlmr: warning: could not write the packed-weights cache {}: {e}", c.path.display());
             }
         }
-        Ok(Some(Self::assemble(w, matrices, false)))
+        Ok(Some(Self::assemble(w, matrices)))
     }
 
     /// Layers from their matrices, four per layer in [`layer_parts`] order.
-    fn assemble(w: &Weights, matrices: Vec<PackedMatrix>, from_cache: bool) -> Self {
+    fn assemble(w: &Weights, matrices: Vec<PackedMatrix>) -> Self {
         let mut it = matrices.into_iter();
         let layers = w
             .layers
@@ -109,6 +107,12 @@ impl PackedWeights {
                 PackedLayer { qkv, qkv_bias: [l.q.b, l.k.b, l.v.b].concat(), attn_out, ffn_up, ffn_down }
             })
             .collect();
-        PackedWeights { layers, from_cache }
+        PackedWeights { layers }
+    }
+
+    /// Whether the matrices are mapped from the packed-weights cache ([`super::pack_cache`]):
+    /// all of them are, or none.
+    pub fn from_cache(&self) -> bool {
+        self.layers.first().is_some_and(|l| l.qkv.is_mapped())
     }
 }
