@@ -198,19 +198,24 @@ fn matmul_acc_adds_to_output() {
 #[test]
 fn activation_quantizers_match_scalar_exactly() {
     let mut rng = Rng::new(5);
-    for format in [ActFormat::Q8_0, ActFormat::Q8K] {
-        let (t, cols) = (3, 512);
+    // 512 columns: whole groups of the AVX-512 quantizers (16 Q8_0 blocks, 2 Q8_K
+    // blocks); 1280: two groups and 8 blocks left over, and an odd Q8_K block.
+    for (format, (t, cols)) in [ActFormat::Q8_0, ActFormat::Q8K].into_iter().flat_map(|f| [(f, (3, 512)), (f, (2, 1280))]) {
         let mut x = rng.vec(t * cols, 5.0);
         x[10] = 0.0;
         x[300..340].fill(0.0); // an all-zero block
+        if format == ActFormat::Q8_0 {
+            // A nonzero block whose scale (max / 127) underflows to 0: quantized to 0.
+            x[t * cols - 32..].fill(1e-44);
+        }
         // A block whose scale is exactly 1: every value rounds a tie (to even).
         x[512] = 127.0;
         for i in 1..32 {
             x[512 + i] = i as f32 - 15.5;
         }
         // A Q8_K block whose largest magnitudes tie with opposite signs (the first wins).
-        x[2 * cols + 7] = -9.0;
-        x[2 * cols + 100] = 9.0;
+        x[(t - 1) * cols + 7] = -9.0;
+        x[(t - 1) * cols + 100] = 9.0;
         let mut want = QuantActs::default();
         kernels::quantize_acts(Isa::Scalar, format, &x, t, cols, &mut want);
         for level in Isa::supported() {

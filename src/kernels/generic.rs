@@ -147,7 +147,9 @@ pub fn softmax_unnormalized(x: &mut [f32]) -> f32 {
 pub fn quantize_row_q8_0(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
     for (b, (xb, qb)) in x.chunks_exact(32).zip(qs.chunks_exact_mut(32)).enumerate() {
         let amax = abs_max(xb);
-        let inv = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let scale = amax / 127.0;
+        // A scale that underflows to 0 quantizes to 0 (as the scalar code).
+        let inv = if scale != 0.0 { 127.0 / amax } else { 0.0 };
         let mut q32 = [0i32; 32];
         for i in 0..32 {
             q32[i] = (xb[i] * inv).round_ties_even() as i32;
@@ -155,7 +157,7 @@ pub fn quantize_row_q8_0(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i3
         for i in 0..32 {
             qb[i] = q32[i] as i8;
         }
-        d[b] = amax / 127.0;
+        d[b] = scale;
         sums[b] = q32.iter().sum();
     }
 }

@@ -390,52 +390,125 @@ unsafe fn round_to_i32(v: __m512) -> __m512i {
     _mm512_mask_mov_epi32(q, nan, _mm512_setzero_si512())
 }
 
+/// Lane `j` of the result is `op` folded over the 16 lanes of `v[j]`: 16 horizontal
+/// reductions in 45 instructions (a transposing butterfly) instead of ~8 dependent
+/// shuffles and ops each. `op` must be associative and commutative on the lanes (max,
+/// integer add through casts).
+#[inline(always)]
+unsafe fn reduce_16_lanes(v: [__m512; 16], op: impl Fn(__m512, __m512) -> __m512) -> __m512 {
+    // After each level a vector holds partial results of 2, 4, 8, 16 owners.
+    let pairs: [__m512; 8] = std::array::from_fn(|i| op(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1])));
+    let quads: [__m512; 4] = std::array::from_fn(|i| {
+        let (a, b) = (_mm512_castps_pd(pairs[2 * i]), _mm512_castps_pd(pairs[2 * i + 1]));
+        op(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)))
+    });
+    // Each 128-bit chunk of quads[q] now holds owners 4q..4q+4; fold the chunks.
+    let halves: [__m512; 2] = std::array::from_fn(|i| {
+        let (a, b) = (quads[2 * i], quads[2 * i + 1]);
+        op(_mm512_shuffle_f32x4::<0b10_00_10_00>(a, b), _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b))
+    });
+    let (a, b) = (halves[0], halves[1]);
+    op(_mm512_shuffle_f32x4::<0b10_00_10_00>(a, b), _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b))
+}
+
+#[inline(always)]
+unsafe fn add_epi32_as_ps(a: __m512, b: __m512) -> __m512 {
+    _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)))
+}
+
+/// Sixteen 32-value blocks at a time: one pass for the blocks' maxima, one to quantize,
+/// with the per-block reductions done 16 at once ([`reduce_16_lanes`]); remaining
+/// blocks one by one.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 unsafe fn quantize_q8_0(x: *const f32, blocks: usize, qs: *mut i8, d: &mut [f32], sums: &mut [i32]) {
-    for b in 0..blocks {
+    let (zero, k127) = (_mm512_setzero_ps(), _mm512_set1_ps(127.0));
+    for g in 0..blocks / 16 {
+        let (x, qs) = (x.add(512 * g), qs.add(512 * g));
+        let amax = reduce_16_lanes(
+            std::array::from_fn(|j| _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x.add(32 * j))), _mm512_abs_ps(_mm512_loadu_ps(x.add(32 * j + 16))))),
+            |a, b| _mm512_max_ps(a, b),
+        );
+        let scale = _mm512_div_ps(amax, k127);
+        // As the scalar code: a scale that is 0 (even from a tiny nonzero maximum) quantizes to 0.
+        let inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(scale, zero), k127, amax);
+        let mut inv_lanes = [0f32; 16];
+        _mm512_storeu_ps(inv_lanes.as_mut_ptr(), inv);
+        _mm512_storeu_ps(d[16 * g..16 * g + 16].as_mut_ptr(), scale);
+        let block_sums: [__m512; 16] = std::array::from_fn(|j| {
+            let s = _mm512_set1_ps(inv_lanes[j]);
+            let qlo = round_to_i32(_mm512_mul_ps(_mm512_loadu_ps(x.add(32 * j)), s));
+            let qhi = round_to_i32(_mm512_mul_ps(_mm512_loadu_ps(x.add(32 * j + 16)), s));
+            _mm_storeu_si128(qs.add(32 * j).cast(), _mm512_cvtepi32_epi8(qlo));
+            _mm_storeu_si128(qs.add(32 * j + 16).cast(), _mm512_cvtepi32_epi8(qhi));
+            _mm512_castsi512_ps(_mm512_add_epi32(qlo, qhi))
+        });
+        let total = reduce_16_lanes(block_sums, |a, b| add_epi32_as_ps(a, b));
+        _mm512_storeu_si512(sums[16 * g..16 * g + 16].as_mut_ptr().cast(), _mm512_castps_si512(total));
+    }
+    for b in blocks / 16 * 16..blocks {
         let lo = _mm512_loadu_ps(x.add(32 * b));
         let hi = _mm512_loadu_ps(x.add(32 * b + 16));
         let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
-        let inv = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+        let scale = amax / 127.0;
+        let inv = _mm512_set1_ps(if scale != 0.0 { 127.0 / amax } else { 0.0 });
         let qlo = round_to_i32(_mm512_mul_ps(lo, inv));
         let qhi = round_to_i32(_mm512_mul_ps(hi, inv));
         _mm_storeu_si128(qs.add(32 * b).cast(), _mm512_cvtepi32_epi8(qlo));
         _mm_storeu_si128(qs.add(32 * b + 16).cast(), _mm512_cvtepi32_epi8(qhi));
-        d[b] = amax / 127.0;
+        d[b] = scale;
         sums[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
     }
 }
 
+/// Blocks of 256 with their 8 sums of 32, two blocks' sums reduced at once
+/// ([`reduce_16_lanes`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 unsafe fn quantize_q8_k(x: &[f32], blocks: usize, qs: *mut i8, d: &mut [f32], sums: &mut [i32]) {
-    for b in 0..blocks {
-        let xb = &x[QK_K * b..QK_K * (b + 1)];
-        let mut vmax = _mm512_setzero_ps();
-        for c in 0..QK_K / 16 {
-            vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(xb.as_ptr().add(16 * c))));
-        }
-        let amax = _mm512_reduce_max_ps(vmax);
-        if amax == 0.0 {
-            std::ptr::write_bytes(qs.add(QK_K * b), 0, QK_K);
-            d[b] = 0.0;
-            sums[8 * b..8 * b + 8].fill(0);
-            continue;
-        }
-        // The value of largest magnitude (the first one, on ties) sets the sign.
-        let max = xb.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
-        let iscale = -127.0 / max;
-        let vs = _mm512_set1_ps(iscale);
-        let top = _mm512_set1_epi32(127);
-        for j in 0..8 {
-            let mut sum = _mm512_setzero_si512();
-            for h in 0..2 {
-                let off = 32 * j + 16 * h;
-                let q = _mm512_min_epi32(round_to_i32(_mm512_mul_ps(vs, _mm512_loadu_ps(xb.as_ptr().add(off)))), top);
-                _mm_storeu_si128(qs.add(QK_K * b + off).cast(), _mm512_cvtepi32_epi8(q));
-                sum = _mm512_add_epi32(sum, q);
+    let top = _mm512_set1_epi32(127);
+    for pair in 0..blocks.div_ceil(2) {
+        let mut block_sums = [_mm512_setzero_ps(); 16];
+        let in_pair = (blocks - 2 * pair).min(2);
+        for half in 0..in_pair {
+            let b = 2 * pair + half;
+            let xb = x[QK_K * b..QK_K * (b + 1)].as_ptr();
+            // Four independent max chains (one would wait on the max latency 16 times).
+            let mut vmax = [_mm512_setzero_ps(); 4];
+            for c in 0..QK_K / 16 {
+                vmax[c % 4] = _mm512_max_ps(vmax[c % 4], _mm512_abs_ps(_mm512_loadu_ps(xb.add(16 * c))));
             }
-            sums[8 * b + j] = _mm512_reduce_add_epi32(sum);
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(vmax[0], vmax[1]), _mm512_max_ps(vmax[2], vmax[3])));
+            if amax == 0.0 {
+                std::ptr::write_bytes(qs.add(QK_K * b), 0, QK_K);
+                d[b] = 0.0;
+                continue; // its sums stay 0
+            }
+            // The value of largest magnitude (the first one, on ties) sets the sign.
+            let vamax = _mm512_set1_ps(amax);
+            let mut max = 0.0;
+            for c in 0..QK_K / 16 {
+                let hits = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(_mm512_loadu_ps(xb.add(16 * c))), vamax);
+                if hits != 0 {
+                    max = *xb.add(16 * c + hits.trailing_zeros() as usize);
+                    break;
+                }
+            }
+            let iscale = -127.0 / max;
+            let vs = _mm512_set1_ps(iscale);
+            for j in 0..8 {
+                let mut sum = _mm512_setzero_si512();
+                for h in 0..2 {
+                    let off = 32 * j + 16 * h;
+                    let q = _mm512_min_epi32(round_to_i32(_mm512_mul_ps(vs, _mm512_loadu_ps(xb.add(off)))), top);
+                    _mm_storeu_si128(qs.add(QK_K * b + off).cast(), _mm512_cvtepi32_epi8(q));
+                    sum = _mm512_add_epi32(sum, q);
+                }
+                block_sums[8 * half + j] = _mm512_castsi512_ps(sum);
+            }
+            d[b] = 1.0 / iscale;
         }
-        d[b] = 1.0 / iscale;
+        let total = _mm512_castps_si512(reduce_16_lanes(block_sums, |a, b| add_epi32_as_ps(a, b)));
+        let out = sums[16 * pair..16 * pair + 8 * in_pair].as_mut_ptr();
+        // Safety (of the masked store): `out` has 8 * in_pair valid i32, the mask's lanes.
+        _mm512_mask_storeu_epi32(out.cast(), if in_pair == 2 { 0xffff } else { 0x00ff }, total);
     }
 }
