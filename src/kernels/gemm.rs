@@ -57,15 +57,15 @@ pub(crate) struct ActPanels {
 }
 
 impl ActPanels {
-    fn build(&mut self, acts: &QuantActs, t: usize, nt: usize, offset: i32) {
+    fn build(&mut self, level: Isa, acts: &QuantActs, t: usize, nt: usize, offset: i32) {
         let cols = acts.cols;
         let (quads, nd, ns) = (cols / 4, acts.d.len() / t, cols / 32);
         let blocks = t.div_ceil(nt);
         self.nt = nt;
-        for (buf, per) in [(&mut self.qs, quads), (&mut self.corr, ns)] {
-            buf.clear();
-            buf.resize(blocks * per * nt, 0);
-        }
+        // Every value of `qs` is written below, padding included.
+        self.qs.resize(blocks * quads * nt, 0);
+        self.corr.clear();
+        self.corr.resize(blocks * ns * nt, 0);
         for (buf, per) in [(&mut self.d, nd), (&mut self.sums, ns)] {
             buf.clear();
             buf.resize(blocks * per * nt, 0.0);
@@ -77,11 +77,10 @@ impl ActPanels {
             .zip(sums.par_chunks_mut(ns * nt))
             .enumerate()
             .for_each(|(b, (((qs, d), corr), sums))| {
-                for n in 0..nt.min(t - b * nt) {
+                let tokens = nt.min(t - b * nt);
+                interleave_quads(level, &acts.qs[b * nt * cols..(b * nt + tokens) * cols], cols, tokens, nt, qs);
+                for n in 0..tokens {
                     let tok = b * nt + n;
-                    for (i, q) in acts.qs(tok).chunks_exact(4).enumerate() {
-                        qs[i * nt + n] = i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
-                    }
                     for (i, &v) in acts.d(tok).iter().enumerate() {
                         d[i * nt + n] = v;
                     }
@@ -91,6 +90,37 @@ impl ActPanels {
                     }
                 }
             });
+    }
+}
+
+/// Regroups one block of quantized token rows for the microkernels (see [`ActPanels`]).
+// rows: [tokens][cols] int8 -> out: [cols / 4][nt] i32
+fn interleave_quads(level: Isa, rows: &[i8], cols: usize, tokens: usize, nt: usize, out: &mut [i32]) {
+    assert!(rows.len() == tokens * cols && out.len() == cols / 4 * nt && cols.is_multiple_of(4) && tokens <= nt, "interleave_quads: bad shapes");
+    #[cfg(target_arch = "x86_64")]
+    if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) && level.is_supported() && nt <= 16 && cols < 1 << 26 {
+        // Safety: the level is supported (AVX-512F), and the shapes were checked above.
+        return unsafe { super::x86_avx512_gemm::interleave_quads(rows, cols, tokens, nt, out) };
+    }
+    let _ = level;
+    interleave_quads_ref(rows, cols, tokens, nt, cols / 4, out);
+}
+
+/// `out[i * nt + n]` = quad `i` (4 int8 values, little-endian) of token row `n` for
+/// `n < tokens`, and 0 for the padding tokens up to `nt`.
+// rows: [tokens][stride] int8, of which quads 0..quads -> out: [quads][nt] i32
+pub(crate) fn interleave_quads_ref(rows: &[i8], stride: usize, tokens: usize, nt: usize, quads: usize, out: &mut [i32]) {
+    // Written in order, reading the token rows side by side: a token at a time would
+    // revisit every output line nt times, after it left L1.
+    for (i, out) in out[..quads * nt].chunks_exact_mut(nt).enumerate() {
+        for (n, o) in out.iter_mut().enumerate() {
+            *o = if n < tokens {
+                let q = &rows[n * stride + 4 * i..n * stride + 4 * i + 4];
+                i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8])
+            } else {
+                0
+            };
+        }
     }
 }
 
@@ -206,7 +236,7 @@ pub fn gemm_at_level(
     let nt = token_block(level, w.ty, t);
     if simd {
         let start = std::time::Instant::now();
-        scratch.panels.build(&scratch.acts, t, nt, offset);
+        scratch.panels.build(level, &scratch.acts, t, nt, offset);
         scratch.add_quant_time(start.elapsed());
     }
     let acts = &scratch.acts;
@@ -472,6 +502,37 @@ impl OutTile<'_> {
                 }
             }
             r = run_end;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every level's activation interleaving equals the reference exactly, over token
+    /// blocks of 1..16 with short last blocks, and rows with and without a partial group
+    /// of 16 quads; every output value is written (the buffers are prefilled).
+    #[test]
+    fn interleave_quads_matches_reference() {
+        for nt in (1..=8).chain([16]) {
+            for tokens in 1..=nt {
+                for cols in [4, 32, 60, 64, 96, 288, 2592] {
+                    let rows: Vec<i8> = (0..tokens * cols).map(|i| (i * 37 % 256) as u8 as i8).collect();
+                    let mut want = vec![i32::MIN; cols / 4 * nt];
+                    interleave_quads_ref(&rows, cols, tokens, nt, cols / 4, &mut want);
+                    for (i, n) in [(0, 0), (cols / 4 - 1, tokens - 1)] {
+                        let q = &rows[n * cols + 4 * i..][..4];
+                        assert_eq!(want[i * nt + n], i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]));
+                    }
+                    assert!(want.chunks(nt).all(|quad| quad[tokens..].iter().all(|&v| v == 0)), "padding is zero");
+                    for level in Isa::supported() {
+                        let mut got = vec![i32::MIN; cols / 4 * nt];
+                        interleave_quads(level, &rows, cols, tokens, nt, &mut got);
+                        assert_eq!(got, want, "{level}: nt {nt}, {tokens} tokens, {cols} columns");
+                    }
+                }
+            }
         }
     }
 }
