@@ -309,7 +309,7 @@ pub fn gemm_at_level(
                     pair_block_ref(w, pair, u0..u1, acts, t, &mut tile);
                 }
             }
-            let out = OutTile { pair, rows, part_rows, t, bias, outs: &out_ptrs, epilogue };
+            let out = OutTile { pair, rows, part_rows, t, bias, outs: &out_ptrs, epilogue, level: quant_level };
             #[cfg(target_arch = "x86_64")]
             if simd && matches!(level, Isa::Avx512 | Isa::Avx512Vnni) {
                 // Safety: `simd` means the CPU has the level's features, AVX-512F included.
@@ -435,6 +435,8 @@ struct OutTile<'a> {
     bias: Option<&'a [f32]>,
     outs: &'a [SharedOut],
     epilogue: Epilogue,
+    /// The level whose GELU the epilogue runs (the GEMM's own).
+    level: Isa,
 }
 
 impl OutTile<'_> {
@@ -452,7 +454,7 @@ impl OutTile<'_> {
     /// Writes the pair's tile `[t, 32]` to the outputs with bias and epilogue.
     #[inline(always)]
     fn write(&self, tile: &mut [f32]) {
-        let OutTile { pair, rows, part_rows, t, bias, outs, epilogue } = *self;
+        let OutTile { pair, rows, part_rows, t, bias, outs, epilogue, level } = *self;
         let r0 = pair * PAIR_ROWS;
         let r1 = (r0 + PAIR_ROWS).min(rows);
         // Head-major outputs are stored like token-major ones, in runs cut where a head ends.
@@ -468,7 +470,7 @@ impl OutTile<'_> {
                     row.iter_mut().zip(&b[r0..r1]).for_each(|(v, &b)| *v += b);
                 }
             }
-            super::isa::gelu_erf(isa(), &mut tile[..t * PAIR_ROWS]);
+            super::isa::gelu_erf(level, &mut tile[..t * PAIR_ROWS]);
             (None, Epilogue::Store)
         } else {
             (bias, epilogue)
