@@ -394,6 +394,9 @@ unsafe fn round_to_i32(v: __m512) -> __m512i {
 /// reductions in 45 instructions (a transposing butterfly) instead of ~8 dependent
 /// shuffles and ops each. `op` must be associative and commutative on the lanes (max,
 /// integer add through casts).
+///
+/// # Safety
+/// The CPU has AVX-512F (callers are `#[target_feature]` functions that require it).
 #[inline(always)]
 unsafe fn reduce_16_lanes(v: [__m512; 16], op: impl Fn(__m512, __m512) -> __m512) -> __m512 {
     // After each level a vector holds partial results of 2, 4, 8, 16 owners.
@@ -411,6 +414,10 @@ unsafe fn reduce_16_lanes(v: [__m512; 16], op: impl Fn(__m512, __m512) -> __m512
     op(_mm512_shuffle_f32x4::<0b10_00_10_00>(a, b), _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b))
 }
 
+/// Lane-wise i32 addition of two vectors held as f32 bits.
+///
+/// # Safety
+/// The CPU has AVX-512F.
 #[inline(always)]
 unsafe fn add_epi32_as_ps(a: __m512, b: __m512) -> __m512 {
     _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)))
@@ -419,6 +426,10 @@ unsafe fn add_epi32_as_ps(a: __m512, b: __m512) -> __m512 {
 /// Sixteen 32-value blocks at a time: one pass for the blocks' maxima, one to quantize,
 /// with the per-block reductions done 16 at once ([`reduce_16_lanes`]); remaining
 /// blocks one by one.
+///
+/// # Safety
+/// The CPU has the enabled features; `x` holds `32 * blocks` values, `qs` as many, and
+/// `d` and `sums` at least `blocks` each.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 unsafe fn quantize_q8_0(x: *const f32, blocks: usize, qs: *mut i8, d: &mut [f32], sums: &mut [i32]) {
     let (zero, k127) = (_mm512_setzero_ps(), _mm512_set1_ps(127.0));
@@ -462,6 +473,10 @@ unsafe fn quantize_q8_0(x: *const f32, blocks: usize, qs: *mut i8, d: &mut [f32]
 
 /// Blocks of 256 with their 8 sums of 32, two blocks' sums reduced at once
 /// ([`reduce_16_lanes`]).
+///
+/// # Safety
+/// The CPU has the enabled features; `qs` holds `256 * blocks` values, `x` at least as
+/// many, `d` `blocks` and `sums` `8 * blocks`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 unsafe fn quantize_q8_k(x: &[f32], blocks: usize, qs: *mut i8, d: &mut [f32], sums: &mut [i32]) {
     let top = _mm512_set1_epi32(127);
