@@ -423,6 +423,19 @@ unsafe fn add_epi32_as_ps(a: __m512, b: __m512) -> __m512 {
     _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)))
 }
 
+/// Quantizes the 32 values at `x` with `inv` into `qs`; returns their 16 pairwise sums.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW; `x` holds 32 values and `qs` 32 bytes.
+#[inline(always)]
+unsafe fn quantize_block_32(x: *const f32, inv: __m512, qs: *mut i8) -> __m512i {
+    let qlo = round_to_i32(_mm512_mul_ps(_mm512_loadu_ps(x), inv));
+    let qhi = round_to_i32(_mm512_mul_ps(_mm512_loadu_ps(x.add(16)), inv));
+    _mm_storeu_si128(qs.cast(), _mm512_cvtepi32_epi8(qlo));
+    _mm_storeu_si128(qs.add(16).cast(), _mm512_cvtepi32_epi8(qhi));
+    _mm512_add_epi32(qlo, qhi)
+}
+
 /// Sixteen 32-value blocks at a time: one pass for the blocks' maxima, one to quantize,
 /// with the per-block reductions done 16 at once ([`reduce_16_lanes`]); remaining
 /// blocks one by one.
@@ -445,14 +458,8 @@ unsafe fn quantize_q8_0(x: *const f32, blocks: usize, qs: *mut i8, d: &mut [f32]
         let mut inv_lanes = [0f32; 16];
         _mm512_storeu_ps(inv_lanes.as_mut_ptr(), inv);
         _mm512_storeu_ps(d[16 * g..16 * g + 16].as_mut_ptr(), scale);
-        let block_sums: [__m512; 16] = std::array::from_fn(|j| {
-            let s = _mm512_set1_ps(inv_lanes[j]);
-            let qlo = round_to_i32(_mm512_mul_ps(_mm512_loadu_ps(x.add(32 * j)), s));
-            let qhi = round_to_i32(_mm512_mul_ps(_mm512_loadu_ps(x.add(32 * j + 16)), s));
-            _mm_storeu_si128(qs.add(32 * j).cast(), _mm512_cvtepi32_epi8(qlo));
-            _mm_storeu_si128(qs.add(32 * j + 16).cast(), _mm512_cvtepi32_epi8(qhi));
-            _mm512_castsi512_ps(_mm512_add_epi32(qlo, qhi))
-        });
+        let block_sums: [__m512; 16] =
+            std::array::from_fn(|j| _mm512_castsi512_ps(quantize_block_32(x.add(32 * j), _mm512_set1_ps(inv_lanes[j]), qs.add(32 * j))));
         let total = reduce_16_lanes(block_sums, |a, b| add_epi32_as_ps(a, b));
         _mm512_storeu_si512(sums[16 * g..16 * g + 16].as_mut_ptr().cast(), _mm512_castps_si512(total));
     }
@@ -462,12 +469,8 @@ unsafe fn quantize_q8_0(x: *const f32, blocks: usize, qs: *mut i8, d: &mut [f32]
         let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
         let scale = amax / 127.0;
         let inv = _mm512_set1_ps(if scale != 0.0 { 127.0 / amax } else { 0.0 });
-        let qlo = round_to_i32(_mm512_mul_ps(lo, inv));
-        let qhi = round_to_i32(_mm512_mul_ps(hi, inv));
-        _mm_storeu_si128(qs.add(32 * b).cast(), _mm512_cvtepi32_epi8(qlo));
-        _mm_storeu_si128(qs.add(32 * b + 16).cast(), _mm512_cvtepi32_epi8(qhi));
         d[b] = scale;
-        sums[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
+        sums[b] = _mm512_reduce_add_epi32(quantize_block_32(x.add(32 * b), inv, qs.add(32 * b)));
     }
 }
 
