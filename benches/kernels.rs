@@ -125,10 +125,18 @@ fn gemm_shapes() -> Vec<(usize, usize, usize)> {
 fn print_packed_gemm_rates() {
     let peak = kernels::limits::int8_peak_gops().unwrap_or(f64::NAN);
     println!("packed GEMM, ISA {}, {} threads, measured int8 peak {peak:.0} G op/s:", kernels::isa(), rayon::current_num_threads());
-    if let Some(cost) = kernels::limits::fma_beside_vpdpbusd_cost() {
-        // Q8_0 at 6 tokens x 2 panels: 96 vpdpbusd and 36 float ops (convert, scale, FMA)
-        // per 32 columns; at cost 1.5 they share ports, a (96 / 132 =) 73 % ceiling.
-        println!("  12 vpdpbusd + 6 f32 FMA take {cost:.2}x the time of the 12 vpdpbusd alone");
+    if let Some(cost) = kernels::limits::float_beside_vpdpbusd_costs() {
+        // Q8_0 at 6 tokens x 2 panels: per 32 columns, 96 vpdpbusd and 12 each of
+        // conversions, multiplies and FMAs; those that share the vpdpbusd ports (cost
+        // ~1.5; multiplies cost as FMAs) cap the microkernel.
+        let shared = |c: f64| if c > 1.25 { 12.0 } else { 0.0 };
+        let cap = 96.0 / (96.0 + 2.0 * shared(cost.fma) + shared(cost.convert));
+        println!(
+            "  12 vpdpbusd + 6 f32 FMAs take {:.2}x the time of the 12 vpdpbusd alone, + 6 conversions {:.2}x: a Q8_0 block's float work caps its microkernel at {:.0} % of peak",
+            cost.fma,
+            cost.convert,
+            100.0 * cap
+        );
     }
     for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K] {
         for &(rows, cols, t) in &gemm_shapes() {

@@ -17,7 +17,7 @@ pub fn int8_peak_gops() -> Option<f64> {
             let start = Instant::now();
             (0..threads).into_par_iter().for_each(|_| {
                 // Safety: AVX-512 VNNI was checked above.
-                unsafe { vnni_chains::<false>(iters) }
+                unsafe { vnni_chains::<{ Extra::None as u8 }>(iters) }
             });
             let secs = start.elapsed().as_secs_f64();
             // 12 instructions per iteration, 64 multiply-adds each.
@@ -28,36 +28,60 @@ pub fn int8_peak_gops() -> Option<f64> {
     None
 }
 
-/// How much a Q8_0 block's float work costs beside its `vpdpbusd`s on this core: the time
-/// of 12 independent `vpdpbusd` plus 6 f32 FMAs over the time of the 12 `vpdpbusd`
-/// alone (one thread). 1.0 means the FMAs run on other ports for free; 1.5 means they
-/// share the `vpdpbusd` ports (Intel Cascade Lake: both on ports 0 and 5), which caps a
-/// microkernel that converts and scales every 32-weight block's sums. `None` without
-/// AVX-512 VNNI.
-pub fn fma_beside_vpdpbusd_cost() -> Option<f64> {
+/// What a Q8_0 block's float work costs beside its `vpdpbusd`s on this core, one thread:
+/// the time of 12 independent `vpdpbusd` plus 6 independent f32 FMAs (`fma`) or 6 int32 ->
+/// f32 conversions (`convert`), over the time of the 12 `vpdpbusd` alone. 1.0 means the
+/// float instructions run on other ports, for free; 1.5 means they share the `vpdpbusd`
+/// ports, which caps a microkernel that converts and scales every 32-weight block's sums.
+/// Measured: Intel Cascade Lake FMA 1.51 (ports 0 and 5 for both); AMD Zen 4 FMA 1.50
+/// (multiplies too), conversion 1.02 (another pipe). `None` without AVX-512 VNNI.
+pub fn float_beside_vpdpbusd_costs() -> Option<FloatBesideVnni> {
     #[cfg(target_arch = "x86_64")]
     if super::Isa::Avx512Vnni.is_supported() {
         let iters: u64 = 10_000_000;
-        let time = |with_fma: bool| {
+        let time = |extra: Extra| {
             (0..5)
                 .map(|_| {
                     let start = Instant::now();
                     // Safety: AVX-512 VNNI was checked above.
-                    unsafe { if with_fma { vnni_chains::<true>(iters) } else { vnni_chains::<false>(iters) } };
+                    unsafe {
+                        match extra {
+                            Extra::None => vnni_chains::<{ Extra::None as u8 }>(iters),
+                            Extra::Fma => vnni_chains::<{ Extra::Fma as u8 }>(iters),
+                            Extra::Convert => vnni_chains::<{ Extra::Convert as u8 }>(iters),
+                        }
+                    };
                     start.elapsed().as_secs_f64()
                 })
                 .fold(f64::INFINITY, f64::min)
         };
-        return Some(time(true) / time(false));
+        let alone = time(Extra::None);
+        return Some(FloatBesideVnni { fma: time(Extra::Fma) / alone, convert: time(Extra::Convert) / alone });
     }
     None
 }
 
-/// 12 independent `vpdpbusd` chains and, with `WITH_FMA`, 6 independent f32 FMA chains,
-/// `iters` times (inline asm, so nothing is elided).
+/// See [`float_beside_vpdpbusd_costs`].
+#[derive(Clone, Copy, Debug)]
+pub struct FloatBesideVnni {
+    pub fma: f64,
+    pub convert: f64,
+}
+
+/// The instructions timed beside the `vpdpbusd` chains.
+#[derive(Clone, Copy)]
+enum Extra {
+    None = 0,
+    Fma = 1,
+    Convert = 2,
+}
+
+/// 12 independent `vpdpbusd` chains and 6 independent chains of `EXTRA` (an [`Extra`]: f32
+/// FMAs, or int32 -> f32 conversions of their own output), `iters` times (inline asm, so
+/// nothing is elided).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn vnni_chains<const WITH_FMA: bool>(iters: u64) {
+unsafe fn vnni_chains<const EXTRA: u8>(iters: u64) {
     use std::arch::asm;
     use std::arch::x86_64::*;
     let (w, x) = (_mm512_set1_epi8(3), _mm512_set1_epi8(5));
@@ -78,7 +102,7 @@ unsafe fn vnni_chains<const WITH_FMA: bool>(iters: u64) {
             w = in(zmm_reg) w, x = in(zmm_reg) x,
             options(pure, nomem, nostack),
         );
-        if WITH_FMA {
+        if EXTRA == Extra::Fma as u8 {
             // Safety: as above.
             asm!(
                 "vfmadd231ps {f0}, {a}, {b}", "vfmadd231ps {f1}, {a}, {b}", "vfmadd231ps {f2}, {a}, {b}",
@@ -86,6 +110,16 @@ unsafe fn vnni_chains<const WITH_FMA: bool>(iters: u64) {
                 f0 = inout(zmm_reg) f[0], f1 = inout(zmm_reg) f[1], f2 = inout(zmm_reg) f[2],
                 f3 = inout(zmm_reg) f[3], f4 = inout(zmm_reg) f[4], f5 = inout(zmm_reg) f[5],
                 a = in(zmm_reg) a, b = in(zmm_reg) b,
+                options(pure, nomem, nostack),
+            );
+        } else if EXTRA == Extra::Convert as u8 {
+            // Safety: as above. Each conversion reads its own last output as int32 bits: a
+            // loop-carried chain, which cannot be hoisted out of the loop.
+            asm!(
+                "vcvtdq2ps {f0}, {f0}", "vcvtdq2ps {f1}, {f1}", "vcvtdq2ps {f2}, {f2}",
+                "vcvtdq2ps {f3}, {f3}", "vcvtdq2ps {f4}, {f4}", "vcvtdq2ps {f5}, {f5}",
+                f0 = inout(zmm_reg) f[0], f1 = inout(zmm_reg) f[1], f2 = inout(zmm_reg) f[2],
+                f3 = inout(zmm_reg) f[3], f4 = inout(zmm_reg) f[4], f5 = inout(zmm_reg) f[5],
                 options(pure, nomem, nostack),
             );
         }
