@@ -511,6 +511,73 @@ impl OutTile<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::{quantize_acts, QMatrix};
+
+    /// The AVX-512 VNNI microkernel of one pair and token block, with both panels at once
+    /// up to 4, 6 and 8 tokens (the choice depends on the CPU's vendor: every variant is
+    /// run here), against the scalar reference over 3 units: every type, 1..8 tokens.
+    /// Integer sums are exact, f32 sums rounded in another order (Q4_K scales its
+    /// sub-blocks in f32): bound 2e-6 x the largest output.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_pair_block_variants_match_reference() {
+        if !Isa::Avx512Vnni.is_supported() {
+            return;
+        }
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K] {
+            let cols = 3 * ty.block_size().max(32);
+            let (bs, row_bytes) = (ty.type_size(), ty.row_bytes(cols).unwrap());
+            // Random weights with small scales: a 16-bit array keeps the blocks aligned.
+            let mut words = vec![0u16; PAIR_ROWS * row_bytes / 2];
+            for (i, w) in words.iter_mut().enumerate() {
+                let scale = 2 * i % bs < if ty == GgmlType::Q4K { 4 } else { 2 };
+                let noise = (i.wrapping_mul(2654435761) >> 9) as u16;
+                *w = if scale { half::f16::from_f32(0.001 + f32::from(noise % 97) * 1e-4).to_bits() } else { noise };
+            }
+            // Safety: u16 storage viewed as its bytes.
+            let raw = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 2) };
+            let w = PackedMatrix::pack(&[&QMatrix::new(ty, raw, PAIR_ROWS, cols).unwrap()]).unwrap().unwrap();
+            let (layout, units) = (w.layout(), cols / w.layout().cols);
+            for nt in 1..=8 {
+                let x: Vec<f32> = (0..nt * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+                let mut acts = QuantActs::default();
+                quantize_acts(Isa::Avx512Vnni, ActFormat::for_weights(ty).unwrap(), &x, nt, cols, &mut acts);
+                let offset = match ty {
+                    GgmlType::Q8_0 => 128,
+                    GgmlType::Q4_0 => 8,
+                    _ => 0,
+                };
+                let mut panels = ActPanels::default();
+                panels.build(Isa::Avx512Vnni, &acts, nt, nt, offset);
+                let mut want = vec![0.0; nt * PAIR_ROWS];
+                pair_block_ref(&w, 0, 0..units, &acts, nt, &mut want);
+                let magnitude = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+                let block = PairBlock {
+                    ty,
+                    panel0: w.panel(0).as_ptr(),
+                    panel_bytes: w.panel_bytes(),
+                    weights_len: units * layout.weight_bytes,
+                    u0: 0,
+                    u1: units,
+                    xq: panels.qs.as_ptr(),
+                    xd: panels.d.as_ptr(),
+                    corr: panels.corr.as_ptr(),
+                    sums: panels.sums.as_ptr(),
+                    stride: nt,
+                    prefetch_units: 0,
+                    prefetch_shift: 0,
+                };
+                for pair_max in [4, 6, 8] {
+                    let mut got = vec![0.0; nt * PAIR_ROWS];
+                    // Safety: AVX-512 VNNI was checked above; the block points into `w` and
+                    // `panels`, alive here, and `got` holds nt x 32 values.
+                    unsafe { super::super::x86_avx512_gemm::pair_block_with(&block, nt, got.as_mut_ptr(), pair_max) };
+                    let e = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max) / magnitude;
+                    assert!(e <= 2e-6, "{ty}, {nt} tokens, both panels up to {pair_max}: rel diff {e:.2e}");
+                }
+            }
+        }
+    }
 
     /// Every level's activation interleaving equals the reference exactly, over token
     /// blocks of 1..16 with short last blocks, and rows with and without a partial group

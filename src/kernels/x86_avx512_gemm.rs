@@ -14,9 +14,18 @@ pub(crate) fn tokens_per_block(ty: GgmlType) -> usize {
 }
 
 /// The most tokens a block runs with both panels at once (see [`pair_block`]).
-fn pair_max_tokens(ty: GgmlType) -> usize {
+///
+/// Q8_0 and Q4_0 blocks of 7-8 tokens with both panels keep their f32 accumulators in
+/// the tile: on Intel Cascade Lake that beat one panel at a time (q4_0 at 8 tokens 3.72
+/// -> 3.37 ms per layer, q8_0 4.90 -> 4.46), on AMD Zen 4 it loses: there one panel at a
+/// time (all accumulators in registers, each broadcast feeding one `vpdpbusd`; broadcasts
+/// run beside `vpdpbusd` for free there) is 8-25 % faster in the kernels bench (XL shapes,
+/// 8 tokens, 1 thread) and per XL layer at 7-8 tokens q8_0 -7 %, q4_0 -2 % (2 threads;
+/// -5 % on 1 thread; medians of 12 interleaved rounds).
+pub(crate) fn pair_max_tokens(ty: GgmlType) -> usize {
     match ty {
         GgmlType::Q4K => 4,
+        _ if super::isa::cpu_is_amd() => 6,
         _ => 8,
     }
 }
@@ -28,8 +37,8 @@ pub(crate) const SINGLE_PANEL_MAX_TOKENS: usize = 8;
 /// its token block, over units `b.u0..b.u1`.
 ///
 /// Up to [`pair_max_tokens`] tokens, both panels share each broadcast activation: for
-/// Q8_0 and Q4_0 that is every block (7 or 8 tokens keep their f32 accumulators in the
-/// tile, see `block32`); Q4_K blocks of 5 to 8 tokens (small batches, up to
+/// Q8_0 and Q4_0 that is every block on Intel (7 or 8 tokens keep their f32 accumulators
+/// in the tile, see `block32`), and up to 6 tokens on AMD; Q4_K blocks of 5 to 8 tokens (small batches, up to
 /// [`SINGLE_PANEL_MAX_TOKENS`]) take one panel at a time: both panels would not fit the
 /// registers, and one block of 8 tokens unpacks each weight vector once for 8
 /// `vpdpbusd` chains where two blocks of 4 would unpack it twice for 4 chains each.
@@ -41,10 +50,19 @@ pub(crate) const SINGLE_PANEL_MAX_TOKENS: usize = 8;
 /// `nt x 32` f32 values.
 // panels: 2 x [16, cols] packed, activations: [nt, cols] -> tile: [nt, 32] (+=)
 pub(crate) unsafe fn pair_block(b: &PairBlock, nt: usize, tile: *mut f32) {
+    pair_block_with(b, nt, tile, pair_max_tokens(b.ty))
+}
+
+/// [`pair_block`] with both panels at once up to `pair_max` tokens (at most 8; tests
+/// run every variant on any CPU).
+///
+/// # Safety
+/// As [`pair_block`].
+pub(crate) unsafe fn pair_block_with(b: &PairBlock, nt: usize, tile: *mut f32, pair_max: usize) {
     match b.ty {
-        GgmlType::Q8_0 => dispatch_nt::<Q8_0Kernel>(b, nt, tile),
-        GgmlType::Q4_0 => dispatch_nt::<Q4_0Kernel>(b, nt, tile),
-        GgmlType::Q4K => dispatch_nt::<Q4KKernel>(b, nt, tile),
+        GgmlType::Q8_0 => dispatch_nt::<Q8_0Kernel>(b, nt, tile, pair_max),
+        GgmlType::Q4_0 => dispatch_nt::<Q4_0Kernel>(b, nt, tile, pair_max),
+        GgmlType::Q4K => dispatch_nt::<Q4KKernel>(b, nt, tile, pair_max.min(4)),
         GgmlType::F32 | GgmlType::F16 => unreachable!("float weights are not packed"),
     }
 }
@@ -56,11 +74,10 @@ trait Kernel {
     unsafe fn run<const MP: usize, const NT: usize>(b: &PairBlock, m0: usize, tile: *mut f32);
 }
 
-/// Runs the kernel instantiated for exactly `nt` tokens: both panels at once up to the
-/// type's [`pair_max_tokens`], one at a time above it.
+/// Runs the kernel instantiated for exactly `nt` tokens: both panels at once up to
+/// `pair_max` tokens, one at a time above it.
 #[inline(always)]
-unsafe fn dispatch_nt<K: Kernel>(b: &PairBlock, nt: usize, tile: *mut f32) {
-    let pair_max = pair_max_tokens(b.ty);
+unsafe fn dispatch_nt<K: Kernel>(b: &PairBlock, nt: usize, tile: *mut f32, pair_max: usize) {
     match nt {
         1 => K::run::<2, 1>(b, 0, tile),
         2 => K::run::<2, 2>(b, 0, tile),
