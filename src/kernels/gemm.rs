@@ -511,7 +511,6 @@ impl OutTile<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::{quantize_acts, QMatrix};
 
     /// The AVX-512 VNNI microkernel of one pair and token block, with both panels at once
     /// up to 4, 6 and 8 tokens (the choice depends on the CPU's vendor: every variant is
@@ -521,6 +520,7 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn avx512_pair_block_variants_match_reference() {
+        use crate::kernels::{quantize_acts, QMatrix};
         if !Isa::Avx512Vnni.is_supported() {
             return;
         }

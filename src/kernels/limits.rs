@@ -34,7 +34,7 @@ pub fn int8_peak_gops() -> Option<f64> {
 /// float instructions run on other ports, for free; 1.5 means they share the `vpdpbusd`
 /// ports, which caps a microkernel that converts and scales every 32-weight block's sums.
 /// Measured: Intel Cascade Lake FMA 1.51 (ports 0 and 5 for both); AMD Zen 4 FMA 1.50
-/// (multiplies too), conversion 1.02 (another pipe). `None` without AVX-512 VNNI.
+/// (multiplies too), conversions 1.02-1.10 (another pipe). `None` without AVX-512 VNNI.
 pub fn float_beside_vpdpbusd_costs() -> Option<FloatBesideVnni> {
     #[cfg(target_arch = "x86_64")]
     if super::Isa::Avx512Vnni.is_supported() {

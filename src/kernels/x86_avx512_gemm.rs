@@ -22,7 +22,7 @@ pub(crate) fn tokens_per_block(ty: GgmlType) -> usize {
 /// run beside `vpdpbusd` for free there) is 8-25 % faster in the kernels bench (XL shapes,
 /// 8 tokens, 1 thread) and per XL layer at 7-8 tokens q8_0 -7 %, q4_0 -2 % (2 threads;
 /// -5 % on 1 thread; medians of 12 interleaved rounds).
-pub(crate) fn pair_max_tokens(ty: GgmlType) -> usize {
+fn pair_max_tokens(ty: GgmlType) -> usize {
     match ty {
         GgmlType::Q4K => 4,
         _ if super::isa::cpu_is_amd() => 6,
@@ -37,11 +37,12 @@ pub(crate) const SINGLE_PANEL_MAX_TOKENS: usize = 8;
 /// its token block, over units `b.u0..b.u1`.
 ///
 /// Up to [`pair_max_tokens`] tokens, both panels share each broadcast activation: for
-/// Q8_0 and Q4_0 that is every block on Intel (7 or 8 tokens keep their f32 accumulators
-/// in the tile, see `block32`), and up to 6 tokens on AMD; Q4_K blocks of 5 to 8 tokens (small batches, up to
-/// [`SINGLE_PANEL_MAX_TOKENS`]) take one panel at a time: both panels would not fit the
-/// registers, and one block of 8 tokens unpacks each weight vector once for 8
-/// `vpdpbusd` chains where two blocks of 4 would unpack it twice for 4 chains each.
+/// Q8_0 and Q4_0 that is every block on Intel (7 or 8 tokens keep their f32
+/// accumulators in the tile, see `block32`) and up to 6 tokens on AMD; Q4_K blocks of 5
+/// to 8 tokens (small batches, up to [`SINGLE_PANEL_MAX_TOKENS`]) take one panel at a
+/// time: both panels would not fit the registers, and one block of 8 tokens unpacks each
+/// weight vector once for 8 `vpdpbusd` chains where two blocks of 4 would unpack it
+/// twice for 4 chains each.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F/BW/VL/DQ, F16C and VNNI; `b` must point at valid packed
