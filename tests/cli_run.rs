@@ -127,13 +127,19 @@ fn bad_inputs_are_one_line_errors() {
 }
 
 /// Packed weights (the default where the CPU has a packed GEMM) and the read-only
-/// mapping (`XLMR_PACK=0`) give the same hidden states up to f32 summation order: the
-/// integer block sums are identical, so max |diff| <= 1e-4 x max |h| after 3 layers.
+/// mapping (`XLMR_PACK=0`) give the same hidden states up to f32 summation order. Their
+/// integer block sums are identical, but a sum rounded the other way can move the next
+/// layer's activation quantization by one step, and this fixture's large random weights
+/// amplify each such step: on an AVX2-only Zen 3, q4_0's two inputs below differ by ~100
+/// steps by the last layer, 1.3 % of a token's norm (q8_0: 2e-7, none). A wiring error
+/// (bias, epilogue, Q/K/V order) moves a token by its own size. Bound: every token of
+/// every layer within 3 % of its norm (relative L2).
 #[test]
 fn packed_and_mapped_weights_agree() {
     for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
         let model = converted(&tiny(), ty);
-        let states = |pack: &str| -> Vec<f64> {
+        // [input][layer][token] -> hidden vector
+        let states = |pack: &str| -> Vec<Vec<Vec<Vec<f64>>>> {
             let o = Command::new(env!("CARGO_BIN_EXE_xlmr"))
                 .env("XLMR_PACK", pack)
                 .args(["run", "-m"])
@@ -142,23 +148,24 @@ fn packed_and_mapped_weights_agree() {
                 .output()
                 .unwrap();
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            let mut flat = Vec::new();
-            fn walk(v: &serde_json::Value, out: &mut Vec<f64>) {
-                match v {
-                    serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-                    serde_json::Value::Number(n) => out.push(n.as_f64().unwrap()),
-                    _ => {}
-                }
-            }
-            walk(&serde_json::from_slice(&o.stdout).unwrap(), &mut flat);
-            flat
+            serde_json::from_slice(&o.stdout).unwrap()
         };
         let (packed, mapped) = (states("1"), states("0"));
-        assert_eq!(packed.len(), mapped.len());
-        let scale = mapped.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let diff = packed.iter().zip(&mapped).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        eprintln!("{ty}: packed vs mapped max diff {diff:e} (max {scale:e})");
-        assert!(diff <= 1e-4 * scale, "{ty}: max diff {diff:e} vs max {scale:e}");
+        assert_eq!(packed.len(), 2);
+        let mut worst = 0.0f64;
+        for (p_input, m_input) in packed.iter().zip(&mapped) {
+            assert_eq!(p_input.len(), m_input.len());
+            for (p_layer, m_layer) in p_input.iter().zip(m_input) {
+                assert_eq!(p_layer.len(), m_layer.len());
+                for (p, m) in p_layer.iter().zip(m_layer) {
+                    let diff: f64 = p.iter().zip(m).map(|(a, b)| (a - b) * (a - b)).sum();
+                    let norm: f64 = m.iter().map(|b| b * b).sum();
+                    worst = worst.max((diff / norm).sqrt());
+                }
+            }
+        }
+        eprintln!("{ty}: packed vs mapped, worst token relative L2 {worst:e}");
+        assert!(worst <= 3e-2, "{ty}: a token differs by {worst:e} of its norm");
     }
 }
 
