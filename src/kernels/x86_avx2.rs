@@ -161,3 +161,51 @@ unsafe fn row_q4_k(row: &[BlockQ4K], xq: [*const i8; NT], xd: [&[f32]; NT], xs: 
     }
     std::array::from_fn(|n| hsum(acc[n]) - min_acc[n])
 }
+
+impl Avx2 {
+    /// [`super::scalar::quantize_row_q8_0`] with explicit AVX2, bit for bit (the generic
+    /// code's rounding loop does not vectorize: ~4 % of a layer at the AVX2 level).
+    // x: [cols] -> qs: [cols], d: [cols / 32], sums: [cols / 32]
+    pub fn quantize_row_q8_0_simd(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+        let blocks = x.len() / 32;
+        assert!(qs.len() >= 32 * blocks && d.len() >= blocks && sums.len() >= blocks, "quantize_row_q8_0: short outputs");
+        // Safety: the token proves the features; the assert bounds every access.
+        unsafe { quantize_q8_0(x.as_ptr(), blocks, qs.as_mut_ptr(), d, sums) }
+    }
+}
+
+/// One 32-value block at a time: the largest magnitude (NaN lanes keep the running
+/// maximum, as `f32::max` in the scalar fold), the scalar code's scale and inverse, then
+/// 4 vectors rounded to even, packed to bytes and summed.
+///
+/// # Safety
+/// The CPU has AVX2; `x` and `qs` hold `32 * blocks` values, `d` and `sums` at least
+/// `blocks` each.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_q8_0(x: *const f32, blocks: usize, qs: *mut i8, d: &mut [f32], sums: &mut [i32]) {
+    let sign = _mm256_set1_ps(-0.0);
+    // packs_epi32 then packs_epi16 leave the 4 vectors' quads interleaved by 128-bit lane.
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for b in 0..blocks {
+        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.add(32 * b + 8 * i)));
+        let m = v.iter().fold(_mm256_setzero_ps(), |m, &vi| _mm256_max_ps(_mm256_andnot_ps(sign, vi), m));
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let scale = amax / 127.0;
+        let inv = _mm256_set1_ps(if scale != 0.0 { 127.0 / amax } else { 0.0 });
+        let q: [__m256i; 4] = std::array::from_fn(|i| {
+            let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(v[i], inv));
+            // A NaN (from a NaN or infinite input) becomes 0, as with Rust's `as i32`.
+            _mm256_and_si256(_mm256_cvtps_epi32(r), _mm256_castps_si256(_mm256_cmp_ps::<_CMP_ORD_Q>(r, r)))
+        });
+        let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256(qs.add(32 * b).cast(), _mm256_permutevar8x32_epi32(bytes, order));
+        let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        d[b] = scale;
+        sums[b] = _mm_cvtsi128_si32(s);
+    }
+}
