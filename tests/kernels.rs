@@ -207,11 +207,11 @@ fn activation_quantizers_match_scalar_exactly() {
         if format == ActFormat::Q8_0 {
             // A nonzero block whose scale (max / 127) underflows to 0: quantized to 0.
             x[t * cols - 32..].fill(1e-44);
-            // A NaN is skipped by the maximum and quantizes to 0; an infinite maximum makes
-            // the whole block 0.
-            x[64 + 3] = f32::NAN;
-            x[96 + 5] = f32::INFINITY;
         }
+        // A NaN is skipped by the maximum and quantizes to 0; an infinite maximum makes
+        // the whole block 0.
+        x[64 + 3] = f32::NAN;
+        x[96 + 5] = f32::INFINITY;
         // A block whose scale is exactly 1: every value rounds a tie (to even).
         x[512] = 127.0;
         for i in 1..32 {
@@ -220,6 +220,9 @@ fn activation_quantizers_match_scalar_exactly() {
         // A Q8_K block whose largest magnitudes tie with opposite signs (the first wins).
         x[(t - 1) * cols + 7] = -9.0;
         x[(t - 1) * cols + 100] = 9.0;
+        // And within one vector of 8 (the first, +11, wins).
+        x[(t - 1) * cols + 256 + 2] = 11.0;
+        x[(t - 1) * cols + 256 + 6] = -11.0;
         let mut want = QuantActs::default();
         kernels::quantize_acts(Isa::Scalar, format, &x, t, cols, &mut want);
         for level in Isa::supported() {

@@ -172,40 +172,97 @@ impl Avx2 {
         // Safety: the token proves the features; the assert bounds every access.
         unsafe { quantize_q8_0(x.as_ptr(), blocks, qs.as_mut_ptr(), d, sums) }
     }
+
+    /// [`super::scalar::quantize_row_q8_k`] with explicit AVX2, bit for bit.
+    // x: [cols] -> qs: [cols], d: [cols / 256], sums: [cols / 32]
+    pub fn quantize_row_q8_k_simd(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+        let blocks = x.len() / QK_K;
+        assert!(qs.len() >= QK_K * blocks && d.len() >= blocks && sums.len() >= 8 * blocks, "quantize_row_q8_k: short outputs");
+        // Safety: as above.
+        unsafe { quantize_q8_k(x.as_ptr(), blocks, qs.as_mut_ptr(), d, sums) }
+    }
 }
 
-/// One 32-value block at a time: the largest magnitude (NaN lanes keep the running
-/// maximum, as `f32::max` in the scalar fold), the scalar code's scale and inverse, then
-/// 4 vectors rounded to even, packed to bytes and summed.
+/// The largest magnitude of the `8 * vectors` values at `x`; NaN lanes keep the running
+/// maximum, as `f32::max` in the scalar fold.
+///
+/// # Safety
+/// The CPU has AVX2; `x` holds `8 * vectors` values.
+#[inline(always)]
+unsafe fn abs_max(x: *const f32, vectors: usize) -> f32 {
+    let sign = _mm256_set1_ps(-0.0);
+    let m = (0..vectors).fold(_mm256_setzero_ps(), |m, i| _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x.add(8 * i))), m));
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
+}
+
+/// `qs[i] = min(round_ties_even(x[i] * inv), 127)` for 32 values (a NaN product becomes 0,
+/// as with Rust's `as i32`); returns their sum.
+///
+/// # Safety
+/// The CPU has AVX2; `x` holds 32 values and `qs` 32 bytes.
+#[inline(always)]
+unsafe fn quantize_32(x: *const f32, inv: __m256, qs: *mut i8) -> i32 {
+    let q: [__m256i; 4] = std::array::from_fn(|i| {
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(_mm256_loadu_ps(x.add(8 * i)), inv));
+        let q = _mm256_and_si256(_mm256_cvtps_epi32(r), _mm256_castps_si256(_mm256_cmp_ps::<_CMP_ORD_Q>(r, r)));
+        _mm256_min_epi32(q, _mm256_set1_epi32(127))
+    });
+    // packs_epi32 then packs_epi16 leave the 4 vectors' quads interleaved by 128-bit lane.
+    let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    _mm256_storeu_si256(qs.cast(), _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))
+}
+
+/// One 32-value block at a time, with the scalar code's scale and inverse.
 ///
 /// # Safety
 /// The CPU has AVX2; `x` and `qs` hold `32 * blocks` values, `d` and `sums` at least
 /// `blocks` each.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn quantize_q8_0(x: *const f32, blocks: usize, qs: *mut i8, d: &mut [f32], sums: &mut [i32]) {
-    let sign = _mm256_set1_ps(-0.0);
-    // packs_epi32 then packs_epi16 leave the 4 vectors' quads interleaved by 128-bit lane.
-    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for b in 0..blocks {
-        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.add(32 * b + 8 * i)));
-        let m = v.iter().fold(_mm256_setzero_ps(), |m, &vi| _mm256_max_ps(_mm256_andnot_ps(sign, vi), m));
-        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
-        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let amax = abs_max(x.add(32 * b), 4);
         let scale = amax / 127.0;
-        let inv = _mm256_set1_ps(if scale != 0.0 { 127.0 / amax } else { 0.0 });
-        let q: [__m256i; 4] = std::array::from_fn(|i| {
-            let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(v[i], inv));
-            // A NaN (from a NaN or infinite input) becomes 0, as with Rust's `as i32`.
-            _mm256_and_si256(_mm256_cvtps_epi32(r), _mm256_castps_si256(_mm256_cmp_ps::<_CMP_ORD_Q>(r, r)))
-        });
-        let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-        _mm256_storeu_si256(qs.add(32 * b).cast(), _mm256_permutevar8x32_epi32(bytes, order));
-        let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        let inv = if scale != 0.0 { 127.0 / amax } else { 0.0 };
         d[b] = scale;
-        sums[b] = _mm_cvtsi128_si32(s);
+        sums[b] = quantize_32(x.add(32 * b), _mm256_set1_ps(inv), qs.add(32 * b));
+    }
+}
+
+/// One 256-value block at a time: the first value of the largest magnitude sets the
+/// scale (it maps to -127), as in the scalar code.
+///
+/// # Safety
+/// The CPU has AVX2; `x` and `qs` hold `256 * blocks` values, `d` at least `blocks` and
+/// `sums` `8 * blocks`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_q8_k(x: *const f32, blocks: usize, qs: *mut i8, d: &mut [f32], sums: &mut [i32]) {
+    let sign = _mm256_set1_ps(-0.0);
+    for b in 0..blocks {
+        let (xb, qb) = (x.add(QK_K * b), qs.add(QK_K * b));
+        let amax = abs_max(xb, QK_K / 8);
+        if amax == 0.0 {
+            std::ptr::write_bytes(qb, 0, QK_K);
+            d[b] = 0.0;
+            sums[8 * b..8 * b + 8].fill(0);
+            continue;
+        }
+        let target = _mm256_set1_ps(amax);
+        let first = (0..QK_K / 8)
+            .find_map(|i| {
+                let hits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_andnot_ps(sign, _mm256_loadu_ps(xb.add(8 * i))), target));
+                (hits != 0).then(|| 8 * i + hits.trailing_zeros() as usize)
+            })
+            .expect("the maximum is one of the values");
+        let iscale = -127.0 / *xb.add(first);
+        for j in 0..8 {
+            sums[8 * b + j] = quantize_32(xb.add(32 * j), _mm256_set1_ps(iscale), qb.add(32 * j));
+        }
+        d[b] = 1.0 / iscale;
     }
 }
