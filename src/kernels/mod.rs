@@ -176,6 +176,20 @@ impl QuantActs {
     }
 }
 
+/// The whole scale blocks of `block` values in an activation row `x`, once the outputs
+/// are checked to hold them (a scale per block, a sum per 32 values): the bounds the SIMD
+/// quantizers rely on.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn checked_row_blocks(x: &[f32], block: usize, qs: &[i8], d: &[f32], sums: &[i32]) -> usize {
+    let blocks = x.len() / block;
+    assert!(
+        qs.len() >= block * blocks && d.len() >= blocks && sums.len() >= block / 32 * blocks,
+        "quantizing a row of {} values: short outputs",
+        x.len()
+    );
+    blocks
+}
+
 /// Quantizes `t` rows of `x` (`[t, cols]`) into `acts` with the kernels of `level`.
 pub fn quantize_acts(level: Isa, format: ActFormat, x: &[f32], t: usize, cols: usize, acts: &mut QuantActs) {
     assert_eq!(x.len(), t * cols, "quantize_acts: x has {} values, expected {t} x {cols}", x.len());

@@ -366,17 +366,15 @@ impl Avx512 {
     /// [`super::scalar::quantize_row_q8_0`] with explicit AVX-512, bit for bit.
     // x: [cols] -> qs: [cols], d: [cols / 32], sums: [cols / 32]
     pub fn quantize_row_q8_0_simd(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
-        let blocks = x.len() / 32;
-        assert!(qs.len() >= 32 * blocks && d.len() >= blocks && sums.len() >= blocks, "quantize_row_q8_0: short outputs");
-        // Safety: the token proves the features; the assert bounds every access.
+        let blocks = super::checked_row_blocks(x, 32, qs, d, sums);
+        // Safety: the token proves the features; the check bounds every access.
         unsafe { quantize_q8_0(x.as_ptr(), blocks, qs.as_mut_ptr(), d, sums) }
     }
 
     /// [`super::scalar::quantize_row_q8_k`] with explicit AVX-512, bit for bit.
     // x: [cols] -> qs: [cols], d: [cols / 256], sums: [cols / 32]
     pub fn quantize_row_q8_k_simd(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
-        let blocks = x.len() / QK_K;
-        assert!(qs.len() >= QK_K * blocks && d.len() >= blocks && sums.len() >= 8 * blocks, "quantize_row_q8_k: short outputs");
+        let blocks = super::checked_row_blocks(x, QK_K, qs, d, sums);
         // Safety: as above.
         unsafe { quantize_q8_k(x, blocks, qs.as_mut_ptr(), d, sums) }
     }
