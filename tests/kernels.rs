@@ -208,9 +208,10 @@ fn activation_quantizers_match_scalar_exactly() {
             // A nonzero block whose scale (max / 127) underflows to 0: quantized to 0.
             x[t * cols - 32..].fill(1e-44);
         }
-        // A NaN is skipped by the maximum and quantizes to 0; an infinite maximum makes
-        // the whole block 0.
+        // A NaN (in either half of a 32-value block) is skipped by the maximum and quantizes
+        // to 0; an infinite maximum makes the whole block 0.
         x[64 + 3] = f32::NAN;
+        x[64 + 20] = f32::NAN;
         x[96 + 5] = f32::INFINITY;
         // A block whose scale is exactly 1: every value rounds a tie (to even).
         x[512] = 127.0;

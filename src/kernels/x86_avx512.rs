@@ -434,6 +434,18 @@ unsafe fn quantize_block_32(x: *const f32, inv: __m512, qs: *mut i8) -> __m512i 
     _mm512_add_epi32(qlo, qhi)
 }
 
+/// Lane-wise largest magnitudes of the two halves of the 32 values at `x`, NaN lanes
+/// skipped as `f32::max` in the scalar fold skips them (`max_ps` returns its second
+/// operand when either is NaN).
+///
+/// # Safety
+/// The CPU has AVX-512F; `x` holds 32 values.
+#[inline(always)]
+unsafe fn abs_max_32(x: *const f32) -> __m512 {
+    let lo = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x)), _mm512_setzero_ps());
+    _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x.add(16))), lo)
+}
+
 /// Sixteen 32-value blocks at a time: one pass for the blocks' maxima, one to quantize,
 /// with the per-block reductions done 16 at once ([`reduce_16_lanes`]); remaining
 /// blocks one by one.
@@ -447,7 +459,7 @@ unsafe fn quantize_q8_0(x: *const f32, blocks: usize, qs: *mut i8, d: &mut [f32]
     for g in 0..blocks / 16 {
         let (x, qs) = (x.add(512 * g), qs.add(512 * g));
         let amax = reduce_16_lanes(
-            std::array::from_fn(|j| _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x.add(32 * j))), _mm512_abs_ps(_mm512_loadu_ps(x.add(32 * j + 16))))),
+            std::array::from_fn(|j| abs_max_32(x.add(32 * j))),
             |a, b| _mm512_max_ps(a, b),
         );
         let scale = _mm512_div_ps(amax, k127);
@@ -462,9 +474,7 @@ unsafe fn quantize_q8_0(x: *const f32, blocks: usize, qs: *mut i8, d: &mut [f32]
         _mm512_storeu_si512(sums[16 * g..16 * g + 16].as_mut_ptr().cast(), _mm512_castps_si512(total));
     }
     for b in blocks / 16 * 16..blocks {
-        let lo = _mm512_loadu_ps(x.add(32 * b));
-        let hi = _mm512_loadu_ps(x.add(32 * b + 16));
-        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+        let amax = _mm512_reduce_max_ps(abs_max_32(x.add(32 * b)));
         let scale = amax / 127.0;
         let inv = _mm512_set1_ps(if scale != 0.0 { 127.0 / amax } else { 0.0 });
         d[b] = scale;
@@ -490,7 +500,9 @@ unsafe fn quantize_q8_k(x: &[f32], blocks: usize, qs: *mut i8, d: &mut [f32], su
             // Four independent max chains (one would wait on the max latency 16 times).
             let mut vmax = [_mm512_setzero_ps(); 4];
             for c in 0..QK_K / 16 {
-                vmax[c % 4] = _mm512_max_ps(vmax[c % 4], _mm512_abs_ps(_mm512_loadu_ps(xb.add(16 * c))));
+                // A NaN lane keeps the running maximum (`max_ps` returns its second operand
+                // on NaN), as `f32::max` in the scalar fold.
+                vmax[c % 4] = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xb.add(16 * c))), vmax[c % 4]);
             }
             let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(vmax[0], vmax[1]), _mm512_max_ps(vmax[2], vmax[3])));
             if amax == 0.0 {
