@@ -4,7 +4,7 @@
 //! weights (Q4 nibbles unpacked to signed bytes) stay in registers while `sdot`
 //! multiplies them with each token's int8 activations.
 
-use super::generic::small_kernels_for;
+use super::generic::{generic_quantizers_for, small_kernels_for};
 use super::matmul::{TileScratch, TILE_ROWS};
 use super::{QMatrix, QuantActs};
 use crate::quant::{get_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ8_0, GgmlType, QK_K};
@@ -33,6 +33,7 @@ impl Neon {
 }
 
 small_kernels_for!(Neon, "neon,dotprod");
+generic_quantizers_for!(Neon, "neon,dotprod");
 
 /// acc + per-lane sums of 4 i8 x i8 products (`sdot`).
 #[inline(always)]

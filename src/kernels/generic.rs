@@ -50,6 +50,8 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 }
 
 #[inline(always)]
+// Only the quantizers below use it (unused on x86-64, which has explicit ones).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 fn abs_max(x: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let c = x.chunks_exact(LANES);
@@ -152,6 +154,8 @@ pub fn softmax_unnormalized(x: &mut [f32]) -> f32 {
 /// Same results as `scalar::quantize_row_q8_0`, bit for bit.
 // x: [cols] -> qs: [cols], d: [cols / 32], sums: [cols / 32]
 #[inline(always)]
+// x86-64 has explicit quantizers: this runs on NEON (and is tested there, under qemu).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 pub fn quantize_row_q8_0(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
     for (b, (xb, qb)) in x.chunks_exact(32).zip(qs.chunks_exact_mut(32)).enumerate() {
         let amax = abs_max(xb);
@@ -173,6 +177,8 @@ pub fn quantize_row_q8_0(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i3
 /// Same results as `scalar::quantize_row_q8_k`, bit for bit.
 // x: [cols] -> qs: [cols], d: [cols / 256], sums: [cols / 32]
 #[inline(always)]
+// x86-64 has explicit quantizers: this runs on NEON (and is tested there, under qemu).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 pub fn quantize_row_q8_k(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
     for (b, (xb, qb)) in x.chunks_exact(QK_K).zip(qs.chunks_exact_mut(QK_K)).enumerate() {
         // The value of largest magnitude (the first one, on ties) sets the sign.
@@ -245,12 +251,24 @@ macro_rules! small_kernels_for {
                 // Safety: as above.
                 unsafe { imp(x) }
             }
+        }
+    };
+}
+pub(crate) use small_kernels_for;
+
+/// The activation quantizers as [`small_kernels_for`] defines the other small kernels:
+/// for tokens without explicit SIMD quantizers (NEON; AVX2 and AVX-512 have their own,
+/// under the same names, so that `isa`'s dispatch reaches every level alike).
+#[cfg_attr(target_arch = "x86_64", allow(unused_macros))]
+macro_rules! generic_quantizers_for {
+    ($token:ty, $features:literal) => {
+        impl $token {
             pub fn quantize_row_q8_0(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
                 #[target_feature(enable = $features)]
                 unsafe fn imp(x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
                     super::generic::quantize_row_q8_0(x, qs, d, sums)
                 }
-                // Safety: as above.
+                // Safety: the token exists only if the CPU has these features.
                 unsafe { imp(x, qs, d, sums) }
             }
             pub fn quantize_row_q8_k(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
@@ -264,7 +282,8 @@ macro_rules! small_kernels_for {
         }
     };
 }
-pub(crate) use small_kernels_for;
+#[cfg_attr(target_arch = "x86_64", allow(unused_imports))]
+pub(crate) use generic_quantizers_for;
 
 /// F32 / F16 weights: each row (converted once, for F16) dotted with every token.
 // w: [rows, cols] (rows r0..r0+nr), x: [t, cols], out: [t, TILE_ROWS]

@@ -152,36 +152,12 @@ macro_rules! dispatch {
 }
 
 pub fn quantize_row_q8_0(level: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
-    // The generic code does not vectorize the rounding well; AVX2 and AVX-512 have their own.
-    #[cfg(target_arch = "x86_64")]
-    if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) {
-        if let Some(tok) = super::x86_avx512::Avx512::new() {
-            return tok.quantize_row_q8_0_simd(x, qs, d, sums);
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    if level == Isa::Avx2 {
-        if let Some(tok) = super::x86_avx2::Avx2::new() {
-            return tok.quantize_row_q8_0_simd(x, qs, d, sums);
-        }
-    }
+    // AVX2 and AVX-512 have explicit quantizers (the generic rounding does not vectorize).
     dispatch!(level, quantize_row_q8_0(x, qs, d, sums))
 }
 
 pub fn quantize_row_q8_k(level: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
-    // The generic code does not vectorize the rounding well; AVX2 and AVX-512 have their own.
-    #[cfg(target_arch = "x86_64")]
-    if matches!(level, Isa::Avx512 | Isa::Avx512Vnni) {
-        if let Some(tok) = super::x86_avx512::Avx512::new() {
-            return tok.quantize_row_q8_k_simd(x, qs, d, sums);
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    if level == Isa::Avx2 {
-        if let Some(tok) = super::x86_avx2::Avx2::new() {
-            return tok.quantize_row_q8_k_simd(x, qs, d, sums);
-        }
-    }
+    // AVX2 and AVX-512 have explicit quantizers (the generic rounding does not vectorize).
     dispatch!(level, quantize_row_q8_k(x, qs, d, sums))
 }
 

@@ -365,7 +365,7 @@ unsafe fn token_chunk<D: DotStep, const NT: usize>(ty: GgmlType, packed: &[u8], 
 impl Avx512 {
     /// [`super::scalar::quantize_row_q8_0`] with explicit AVX-512, bit for bit.
     // x: [cols] -> qs: [cols], d: [cols / 32], sums: [cols / 32]
-    pub fn quantize_row_q8_0_simd(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+    pub fn quantize_row_q8_0(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
         let blocks = super::checked_row_blocks(x, 32, qs, d, sums);
         // Safety: the token proves the features; the check bounds every access.
         unsafe { quantize_q8_0(x.as_ptr(), blocks, qs.as_mut_ptr(), d, sums) }
@@ -373,7 +373,7 @@ impl Avx512 {
 
     /// [`super::scalar::quantize_row_q8_k`] with explicit AVX-512, bit for bit.
     // x: [cols] -> qs: [cols], d: [cols / 256], sums: [cols / 32]
-    pub fn quantize_row_q8_k_simd(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+    pub fn quantize_row_q8_k(self, x: &[f32], qs: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
         let blocks = super::checked_row_blocks(x, QK_K, qs, d, sums);
         // Safety: as above.
         unsafe { quantize_q8_k(x, blocks, qs.as_mut_ptr(), d, sums) }
