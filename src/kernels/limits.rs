@@ -69,6 +69,7 @@ pub struct FloatBesideVnni {
 }
 
 /// The instructions timed beside the `vpdpbusd` chains.
+#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 enum Extra {
     None = 0,
